@@ -1,0 +1,75 @@
+"""The names of the wire contract (``shared/CONTRACT.md``, v1), defined once.
+
+Topic names here are *logical* (no deployment prefix): the same names appear in the
+``topic`` field of JSON Lines files. ``streams.topics`` adds the prefix and the partitioning.
+"""
+
+from __future__ import annotations
+
+CONTRACT_VERSION = "v1"
+
+# -- topics ----------------------------------------------------------------------------------
+DEVICE = "device"
+LOCATION = "location"
+TRANSACTION = "transaction"
+VERDICTS = "verdicts"
+COMMANDS = "commands"
+ALERTS = "alerts"
+DEAD_LETTER = "dead-letter"
+
+EVENT_TOPICS = (DEVICE, LOCATION, TRANSACTION)
+INPUT_TOPICS = (*EVENT_TOPICS, VERDICTS)
+OUTPUT_TOPICS = (COMMANDS, ALERTS, DEAD_LETTER)
+
+# -- kinds, per event topic -------------------------------------------------------------------
+DEVICE_KINDS = frozenset({
+    "login_success", "login_failure", "logout", "device_bound", "password_change",
+    "password_reset", "phone_change", "email_change", "mfa_change", "sim_change",
+})
+LOCATION_KINDS = frozenset({"gps_fix", "ip_geo"})
+TRANSACTION_KINDS = frozenset({
+    "payment", "transfer_out", "withdrawal", "loan_draw", "loan_repayment", "payee_added",
+    "credit_inquiry", "limit_change",
+})
+KINDS = {DEVICE: DEVICE_KINDS, LOCATION: LOCATION_KINDS, TRANSACTION: TRANSACTION_KINDS}
+
+#: Transaction kinds for which ``amount`` is required.
+AMOUNT_KINDS = frozenset({"payment", "transfer_out", "withdrawal", "loan_draw", "loan_repayment"})
+#: Kinds that move money away from the account holder (what an attacker cashes out with).
+MONEY_OUT_KINDS = frozenset({"payment", "transfer_out", "withdrawal", "loan_draw"})
+#: Device kinds that change a credential or a contact point of the account.
+CREDENTIAL_KINDS = frozenset({
+    "password_change", "password_reset", "phone_change", "email_change", "mfa_change", "sim_change",
+})
+
+IP_TYPES = frozenset({"residential", "mobile", "hosting", "vpn", "tor", "unknown"})
+CHANNELS = frozenset({"app", "web", "api", "pos"})
+VERDICT_LABELS = frozenset({"ato", "legit"})
+VERDICT_SOURCES = frozenset({"analyst", "user"})
+
+# -- commands ---------------------------------------------------------------------------------
+STEP_UP = "step_up"
+FREEZE = "freeze"
+UNFREEZE = "unfreeze"
+CLOSE = "close"
+ACTIONS = (STEP_UP, FREEZE, UNFREEZE, CLOSE)
+
+# -- limits -----------------------------------------------------------------------------------
+ID_MAX = 128
+TEXT_MAX = 1024
+TS_MIN = 0
+TS_MAX = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
+
+# -- dead-letter reasons ----------------------------------------------------------------------
+NOT_JSON = "NOT_JSON"
+NOT_OBJECT = "NOT_OBJECT"
+MISSING_FIELD = "MISSING_FIELD"
+WRONG_TYPE = "WRONG_TYPE"
+UNKNOWN_KIND = "UNKNOWN_KIND"
+OUT_OF_RANGE = "OUT_OF_RANGE"
+KEY_MISMATCH = "KEY_MISMATCH"
+UNKNOWN_TOPIC = "UNKNOWN_TOPIC"
+DEAD_LETTER_REASONS = (
+    NOT_JSON, NOT_OBJECT, MISSING_FIELD, WRONG_TYPE, UNKNOWN_KIND, OUT_OF_RANGE, KEY_MISMATCH,
+    UNKNOWN_TOPIC,
+)

@@ -1,0 +1,345 @@
+"""Typed records of the wire contract, and the decoder that turns bytes into them.
+
+Every input message goes through :func:`decode`, which either returns a record or raises
+:class:`BadInput` carrying one of the contract's dead-letter reasons. :func:`decode_or_dead_letter`
+is the total version used at the boundaries: it never raises, and a bad message comes back as a
+:class:`DeadLetter` holding the original bytes, so nothing is lost.
+
+Validation is table-driven (one :class:`Field` row per contract field) and is kept in agreement
+with the JSON Schema files under ``schemas/v1/`` by a property test.
+
+>>> ev = decode("device", b'{"event_id":"e1","account_id":"a1","ts":1764000000000,"kind":"login_success"}')
+>>> ev.kind, ev.device_id
+('login_success', None)
+>>> dl = decode_or_dead_letter("device", b"not json", key=b"a1", partition=0, offset=7)
+>>> dl.reason, dl.offset
+('NOT_JSON', 7)
+"""
+
+from __future__ import annotations
+
+import base64
+import ipaddress
+from dataclasses import dataclass, fields
+from functools import lru_cache
+from typing import Any, Callable, ClassVar, Union
+
+import orjson
+
+from detectors import contract as c
+
+__all__ = [
+    "BadInput", "DeadLetter", "DeviceEvent", "Event", "LocationEvent", "TransactionEvent",
+    "Verdict", "decode", "decode_or_dead_letter", "parse_value",
+]
+
+
+class BadInput(ValueError):
+    """An input message that the contract rejects; ``reason`` is a dead-letter reason code."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+# -- records ----------------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class DeviceEvent:
+    """An authentication or device/credential lifecycle event (topic ``device``)."""
+
+    topic: ClassVar[str] = c.DEVICE
+    event_id: str
+    account_id: str
+    ts: int
+    kind: str
+    device_id: str | None = None
+    session_id: str | None = None
+    ip: str | None = None
+    device_model: str | None = None
+    os: str | None = None
+    user_agent: str | None = None
+    is_emulator: bool | None = None
+    is_rooted: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LocationEvent:
+    """A location fix (topic ``location``)."""
+
+    topic: ClassVar[str] = c.LOCATION
+    event_id: str
+    account_id: str
+    ts: int
+    kind: str
+    lat: float
+    lon: float
+    device_id: str | None = None
+    session_id: str | None = None
+    ip: str | None = None
+    accuracy_m: float | None = None
+    country: str | None = None
+    city: str | None = None
+    asn: int | None = None
+    ip_type: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TransactionEvent:
+    """A money movement or credit event (topic ``transaction``)."""
+
+    topic: ClassVar[str] = c.TRANSACTION
+    event_id: str
+    account_id: str
+    ts: int
+    kind: str
+    device_id: str | None = None
+    session_id: str | None = None
+    ip: str | None = None
+    amount: float | None = None
+    currency: str | None = None
+    counterparty_id: str | None = None
+    channel: str | None = None
+    balance_after: float | None = None
+    credit_limit: float | None = None
+    lender_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """Feedback on an account or an alert (topic ``verdicts``)."""
+
+    topic: ClassVar[str] = c.VERDICTS
+    verdict_id: str
+    account_id: str
+    ts: int
+    label: str
+    source: str
+    alert_id: str | None = None
+    note: str | None = None
+
+    @property
+    def event_id(self) -> str:
+        """Verdicts are deduplicated by ``verdict_id``, like events by ``event_id``."""
+        return self.verdict_id
+
+
+Event = Union[DeviceEvent, LocationEvent, TransactionEvent]
+Record = Union[DeviceEvent, LocationEvent, TransactionEvent, Verdict]
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """An input that could not be accepted, with its original bytes and the reason."""
+
+    topic: str
+    partition: int | None
+    offset: int | None
+    key: bytes | None
+    value: bytes
+    reason: str
+    detail: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``dead-letter`` message value (``schemas/v1/dead-letter.schema.json``)."""
+        return {
+            "topic": self.topic,
+            "partition": self.partition,
+            "offset": self.offset,
+            "key_b64": None if self.key is None else base64.b64encode(self.key).decode("ascii"),
+            "value_b64": base64.b64encode(self.value).decode("ascii"),
+            "reason": self.reason,
+            "detail": self.detail,
+        }
+
+
+# -- field checks -----------------------------------------------------------------------------
+
+def _is_str(v: Any) -> bool:
+    return type(v) is str
+
+
+def _is_int(v: Any) -> bool:
+    # JSON Schema counts 3.0 as an integer; so do we (and store it as int).
+    return type(v) is int or (type(v) is float and v.is_integer())
+
+
+def _is_num(v: Any) -> bool:
+    return type(v) is float or type(v) is int
+
+
+def _is_bool(v: Any) -> bool:
+    return type(v) is bool
+
+
+@lru_cache(maxsize=65536)
+def _valid_ip(text: str) -> bool:
+    # Same acceptance as JSON Schema's "ipv4"/"ipv6" formats (no IPv6 zone ids).
+    try:
+        return not getattr(ipaddress.ip_address(text), "scope_id", None)
+    except ValueError:
+        return False
+
+
+def _id(v: str) -> bool:
+    return 1 <= len(v) <= c.ID_MAX
+
+
+def _text(v: str) -> bool:
+    return 1 <= len(v) <= c.TEXT_MAX
+
+
+def _upper(n: int) -> Callable[[str], bool]:
+    return lambda v: len(v) == n and v.isascii() and v.isalpha() and v.isupper()
+
+
+def _one_of(values: frozenset[str]) -> Callable[[str], bool]:
+    return values.__contains__
+
+
+@dataclass(frozen=True, slots=True)
+class Field:
+    """One contract field: its name, type test, whether required, and its range test."""
+
+    name: str
+    type_ok: Callable[[Any], bool]
+    type_name: str
+    required: bool = False
+    in_range: Callable[[Any], bool] | None = None
+    range_text: str = ""
+
+
+_COMMON = (
+    Field("event_id", _is_str, "string", True, _id, "1-128 characters"),
+    Field("account_id", _is_str, "string", True, _id, "1-128 characters"),
+    Field("ts", _is_int, "integer", True, lambda v: c.TS_MIN <= v <= c.TS_MAX, "epoch milliseconds"),
+    Field("kind", _is_str, "string", True),
+    Field("device_id", _is_str, "string", False, _text, "1-1024 characters"),
+    Field("session_id", _is_str, "string", False, _text, "1-1024 characters"),
+    Field("ip", _is_str, "string", False, _valid_ip, "an IPv4 or IPv6 address"),
+)
+_TEXT = ("1-1024 characters")
+
+FIELDS: dict[str, tuple[Field, ...]] = {
+    c.DEVICE: _COMMON + (
+        Field("device_model", _is_str, "string", False, _text, _TEXT),
+        Field("os", _is_str, "string", False, _text, _TEXT),
+        Field("user_agent", _is_str, "string", False, _text, _TEXT),
+        Field("is_emulator", _is_bool, "boolean"),
+        Field("is_rooted", _is_bool, "boolean"),
+    ),
+    c.LOCATION: _COMMON + (
+        Field("lat", _is_num, "number", True, lambda v: -90 <= v <= 90, "-90..90"),
+        Field("lon", _is_num, "number", True, lambda v: -180 <= v <= 180, "-180..180"),
+        Field("accuracy_m", _is_num, "number", False, lambda v: v >= 0, ">= 0"),
+        Field("country", _is_str, "string", False, _upper(2), "ISO 3166-1 alpha-2"),
+        Field("city", _is_str, "string", False, _text, _TEXT),
+        Field("asn", _is_int, "integer", False, lambda v: 0 <= v <= 4_294_967_295, "0..2^32-1"),
+        Field("ip_type", _is_str, "string", False, _one_of(c.IP_TYPES), "|".join(sorted(c.IP_TYPES))),
+    ),
+    c.TRANSACTION: _COMMON + (
+        Field("amount", _is_num, "number", False, lambda v: v >= 0, ">= 0"),
+        Field("currency", _is_str, "string", False, _upper(3), "ISO 4217"),
+        Field("counterparty_id", _is_str, "string", False, _text, _TEXT),
+        Field("channel", _is_str, "string", False, _one_of(c.CHANNELS), "|".join(sorted(c.CHANNELS))),
+        Field("balance_after", _is_num, "number"),
+        Field("credit_limit", _is_num, "number"),
+        Field("lender_id", _is_str, "string", False, _text, _TEXT),
+    ),
+    c.VERDICTS: (
+        Field("verdict_id", _is_str, "string", True, _id, "1-128 characters"),
+        Field("account_id", _is_str, "string", True, _id, "1-128 characters"),
+        Field("ts", _is_int, "integer", True, lambda v: c.TS_MIN <= v <= c.TS_MAX, "epoch milliseconds"),
+        Field("label", _is_str, "string", True, _one_of(c.VERDICT_LABELS), "ato|legit"),
+        Field("source", _is_str, "string", True, _one_of(c.VERDICT_SOURCES), "analyst|user"),
+        Field("alert_id", _is_str, "string", False, _id, "1-128 characters"),
+        Field("note", _is_str, "string", False, lambda v: len(v) <= 4096, "at most 4096 characters"),
+    ),
+}
+
+_RECORDS = {c.DEVICE: DeviceEvent, c.LOCATION: LocationEvent, c.TRANSACTION: TransactionEvent,
+            c.VERDICTS: Verdict}
+_SLOTS = {t: tuple(f.name for f in fields(cls)) for t, cls in _RECORDS.items()}
+
+
+def parse_value(topic: str, obj: Any, key: bytes | None = None) -> DeviceEvent | LocationEvent | TransactionEvent | Verdict:
+    """Validate an already-parsed JSON value of ``topic`` and build its record.
+
+    ``key`` is the message key; when given it must equal ``account_id`` (files carry no key).
+    Raises :class:`BadInput`.
+    """
+    spec = FIELDS.get(topic)
+    if spec is None:
+        raise BadInput(c.UNKNOWN_TOPIC, f"topic {topic!r} is not an input topic of the contract")
+    if type(obj) is not dict:
+        raise BadInput(c.NOT_OBJECT, f"the value is a JSON {type(obj).__name__}, not an object")
+    values: dict[str, Any] = {}
+    for f in spec:
+        v = obj.get(f.name)
+        if v is None:
+            if f.required:
+                what = "null" if f.name in obj else "missing"
+                raise BadInput(c.MISSING_FIELD if what == "missing" else c.WRONG_TYPE,
+                               f"required field {f.name!r} is {what}")
+            continue
+        if not f.type_ok(v):
+            raise BadInput(c.WRONG_TYPE, f"field {f.name!r} must be {f.type_name}, got {type(v).__name__}")
+        if type(v) is float and f.type_ok is _is_int:
+            v = int(v)
+        if f.in_range is not None and not f.in_range(v):
+            raise BadInput(c.OUT_OF_RANGE, f"field {f.name!r} must be {f.range_text}, got {_short(v)}")
+        values[f.name] = v
+    kinds = c.KINDS.get(topic)
+    if kinds is not None:
+        kind = values["kind"]
+        if kind not in kinds:
+            raise BadInput(c.UNKNOWN_KIND, f"kind {_short(kind)} is not a {topic} kind")
+        if topic == c.TRANSACTION and kind in c.AMOUNT_KINDS and "amount" not in values:
+            raise BadInput(c.MISSING_FIELD, f"field 'amount' is required for kind {kind!r}")
+    if key is not None:
+        try:
+            key_text = key.decode("utf-8")
+        except UnicodeDecodeError:
+            raise BadInput(c.KEY_MISMATCH, "the message key is not UTF-8") from None
+        if key_text != values["account_id"]:
+            raise BadInput(c.KEY_MISMATCH,
+                           f"key {_short(key_text)} differs from account_id {_short(values['account_id'])}")
+    return _RECORDS[topic](**values)
+
+
+def decode(topic: str, value: bytes, key: bytes | None = None) -> DeviceEvent | LocationEvent | TransactionEvent | Verdict:
+    """Decode the bytes of one input message. Raises :class:`BadInput`."""
+    try:
+        obj = orjson.loads(value)
+    except orjson.JSONDecodeError as exc:
+        raise BadInput(c.NOT_JSON, f"not valid UTF-8 JSON ({exc.args[0] if exc.args else exc})") from None
+    return parse_value(topic, obj, key)
+
+
+def decode_or_dead_letter(topic: str, value: bytes | None, key: bytes | None = None, *,
+                          partition: int | None = None, offset: int | None = None,
+                          logical_topic: str | None = None) -> DeviceEvent | LocationEvent | TransactionEvent | Verdict | DeadLetter:
+    """Like :func:`decode` but total: bad input comes back as a :class:`DeadLetter`.
+
+    ``topic`` is recorded in the dead letter as given (the real topic name on a broker);
+    ``logical_topic`` selects the schema when it differs (``ato.device`` -> ``device``).
+    """
+    raw = b"" if value is None else value
+    try:
+        return decode(logical_topic or topic, raw, key)
+    except BadInput as exc:
+        return DeadLetter(topic, partition, offset, key, raw, exc.reason, exc.detail)
+    except Exception as exc:  # noqa: BLE001 - the boundary must never raise
+        return DeadLetter(topic, partition, offset, key, raw, c.WRONG_TYPE, f"undecodable: {exc!r}"[:300])
+
+
+def to_dict(record: DeviceEvent | LocationEvent | TransactionEvent | Verdict) -> dict[str, Any]:
+    """The record as a contract JSON object, without the absent optional fields."""
+    return {name: getattr(record, name) for name in _SLOTS[record.topic]
+            if getattr(record, name) is not None}
+
+
+def _short(v: Any) -> str:
+    text = repr(v)
+    return text if len(text) <= 60 else text[:57] + "..."

@@ -1,0 +1,233 @@
+"""Engine configuration: one typed, frozen object with defaults.
+
+Loaded from TOML text and environment variables (``ATOGUARD_<SECTION>__<KEY>``, e.g.
+``ATOGUARD_POLICY__FREEZE_AT=0.9``). Reading files is the caller's business (``streams``), so this
+module stays free of I/O. Bad values raise :class:`ConfigError` naming the setting.
+
+>>> cfg = Config.from_toml('[policy]\\nfreeze_at = 0.9\\n')
+>>> cfg.policy.freeze_at, cfg.policy.dry_run
+(0.9, False)
+>>> Config.from_toml('[policy]\\nfreeze_at = "high"\\n')
+Traceback (most recent call last):
+...
+detectors.config.ConfigError: policy.freeze_at: expected a number, got 'high'
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+__all__ = ["AllowEntry", "Config", "ConfigError", "DEFAULT_DETECTORS", "Keys", "Policy", "Windows"]
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing, unknown or of the wrong type or range."""
+
+
+DEFAULT_DETECTORS = (
+    "impossible_travel", "new_device", "new_country", "risky_network", "session_hijack",
+    "failed_logins", "credential_then_money", "out_of_character", "drain", "cross_account",
+    "login_burst", "behaviour_anomaly", "supervised",
+)
+
+
+@dataclass(frozen=True)
+class Policy:
+    """The decision policy: thresholds on fused risk, the ladder's timing, shadow mode."""
+
+    version: str = "2026.11.1"
+    dry_run: bool = False
+    alert_at: float = 0.45
+    step_up_at: float = 0.65
+    freeze_at: float = 0.85
+    #: a detector scoring at least this is "strong"; two strong ones from different families
+    #: may close an account where ``auto_close`` is on.
+    strong_at: float = 0.9
+    auto_close: bool = False
+    freeze_ttl_hours: float = 24.0
+    step_up_cooldown_minutes: float = 60.0
+    alert_cooldown_minutes: float = 30.0
+    #: within a cooldown, a new alert needs at least this much more risk
+    min_escalation: float = 0.1
+    #: a ``legit`` verdict trusts the situation it cleared for this long
+    known_good_days: float = 90.0
+
+    def check(self) -> None:
+        for name in ("alert_at", "step_up_at", "freeze_at", "strong_at", "min_escalation"):
+            _unit(f"policy.{name}", getattr(self, name))
+        if not self.alert_at <= self.step_up_at <= self.freeze_at:
+            raise ConfigError("policy: thresholds must satisfy alert_at <= step_up_at <= freeze_at, got "
+                              f"{self.alert_at} / {self.step_up_at} / {self.freeze_at}")
+        for name in ("freeze_ttl_hours", "step_up_cooldown_minutes", "alert_cooldown_minutes", "known_good_days"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"policy.{name}: must be >= 0, got {getattr(self, name)}")
+        if not self.version:
+            raise ConfigError("policy.version: must not be empty")
+
+
+@dataclass(frozen=True)
+class Windows:
+    """Time windows and counts the rules use."""
+
+    credential_change_hours: float = 72.0
+    failed_login_minutes: float = 60.0
+    failed_login_burst: int = 5
+    new_device_days: float = 14.0
+    travel_tolerance_kmh: float = 1000.0
+    ip_geo_error_km: float = 250.0
+    profile_retention_days: float = 120.0
+    min_history_events: int = 5
+
+    def check(self) -> None:
+        for f in dataclasses.fields(self):
+            if getattr(self, f.name) <= 0:
+                raise ConfigError(f"windows.{f.name}: must be > 0, got {getattr(self, f.name)}")
+
+
+@dataclass(frozen=True)
+class Keys:
+    """HMAC keys. The defaults are for development only; set real ones in production."""
+
+    command_hmac: str = "atoguard-dev-command-key"
+    pseudonym_hmac: str = "atoguard-dev-pseudonym-key"
+    snapshot_hmac: str = "atoguard-dev-snapshot-key"
+
+    def check(self) -> None:
+        for f in dataclasses.fields(self):
+            if len(getattr(self, f.name)) < 8:
+                raise ConfigError(f"keys.{f.name}: must be at least 8 characters")
+
+
+@dataclass(frozen=True)
+class AllowEntry:
+    """An allow-list entry: an account, IP or device whose restrictions are capped at alerts."""
+
+    kind: str
+    value: str
+    until: int
+    note: str = ""
+
+    def check(self) -> None:
+        if self.kind not in ("account", "ip", "device"):
+            raise ConfigError(f"allow.kind: must be account, ip or device, got {self.kind!r}")
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything the engine needs to decide, as one value."""
+
+    policy: Policy = field(default_factory=Policy)
+    windows: Windows = field(default_factory=Windows)
+    keys: Keys = field(default_factory=Keys)
+    detectors: tuple[str, ...] = DEFAULT_DETECTORS
+    allow: tuple[AllowEntry, ...] = ()
+    #: models are kept per shard, sharded like Kafka partitions, so replay and the live stream
+    #: train each model on the same sequence of events
+    shards: int = 6
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        self.policy.check()
+        self.windows.check()
+        self.keys.check()
+        for entry in self.allow:
+            entry.check()
+        unknown = set(self.detectors) - set(DEFAULT_DETECTORS)
+        if unknown:
+            raise ConfigError(f"detectors: unknown {sorted(unknown)}; known: {', '.join(DEFAULT_DETECTORS)}")
+        if self.shards < 1:
+            raise ConfigError(f"shards: must be >= 1, got {self.shards}")
+
+    # -- loading -----------------------------------------------------------------------------
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any]) -> "Config":
+        """Build from a parsed TOML/JSON mapping; unknown keys are errors."""
+        return _build(cls, data, "")
+
+    @classmethod
+    def from_toml(cls, text: str, env: Mapping[str, str] | None = None) -> "Config":
+        """Parse TOML text, then apply ``ATOGUARD_SECTION__KEY`` overrides from ``env``."""
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"not valid TOML: {exc}") from None
+        return cls.from_mapping(_apply_env(data, env or {}))
+
+    def replace(self, **changes: Any) -> "Config":
+        return dataclasses.replace(self, **changes)
+
+
+def _unit(name: str, value: float) -> None:
+    if not 0.0 <= value <= 1.0:
+        raise ConfigError(f"{name}: must be within [0, 1], got {value}")
+
+
+_ENV_PREFIX = "ATOGUARD_"
+
+
+def _apply_env(data: dict[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
+    data = {k: (dict(v) if isinstance(v, dict) else v) for k, v in data.items()}
+    for name, raw in env.items():
+        if not name.startswith(_ENV_PREFIX) or "__" not in name:
+            continue
+        section, key = name[len(_ENV_PREFIX):].lower().split("__", 1)
+        if section not in {f.name for f in dataclasses.fields(Config)}:
+            continue
+        try:
+            value: Any = tomllib.loads(f"v = {raw}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = raw  # a bare string
+        data.setdefault(section, {})[key] = value
+    return data
+
+
+def _build(cls: type, data: Mapping[str, Any], path: str) -> Any:
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{path or 'config'}: expected a table, got {data!r}")
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = set(data) - set(known)
+    if unknown:
+        raise ConfigError(f"{path or 'config'}: unknown setting(s) {sorted(unknown)}; known: {sorted(known)}")
+    kwargs = {}
+    for name, value in data.items():
+        kwargs[name] = _coerce(known[name], value, f"{path}{name}")
+    try:
+        return cls(**kwargs)
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{path or 'config'}: {exc}") from None
+
+
+def _coerce(f: dataclasses.Field, value: Any, path: str) -> Any:
+    kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+    if kind in ("Policy", "Windows", "Keys"):
+        return _build({"Policy": Policy, "Windows": Windows, "Keys": Keys}[kind], value, path + ".")
+    if kind == "float":
+        if type(value) not in (int, float):
+            raise ConfigError(f"{path}: expected a number, got {value!r}")
+        return float(value)
+    if kind == "int":
+        if type(value) is not int:
+            raise ConfigError(f"{path}: expected an integer, got {value!r}")
+        return value
+    if kind == "bool":
+        if type(value) is not bool:
+            raise ConfigError(f"{path}: expected true or false, got {value!r}")
+        return value
+    if kind == "str":
+        if type(value) is not str:
+            raise ConfigError(f"{path}: expected a string, got {value!r}")
+        return value
+    if kind.startswith("tuple[str"):
+        if not isinstance(value, list) or not all(type(v) is str for v in value):
+            raise ConfigError(f"{path}: expected a list of strings, got {value!r}")
+        return tuple(value)
+    if kind.startswith("tuple[AllowEntry"):
+        if not isinstance(value, list):
+            raise ConfigError(f"{path}: expected a list of tables ([[allow]]), got {value!r}")
+        return tuple(_build(AllowEntry, v, f"{path}[{i}].") for i, v in enumerate(value))
+    raise ConfigError(f"{path}: unsupported setting type {kind}")  # pragma: no cover

@@ -1,0 +1,281 @@
+"""Features of one event in the context of its account, computed once and shared by all
+detectors (:func:`build_context`), and the profile update that follows the decision
+(:func:`observe`).
+
+Reading and writing are kept apart on purpose: detectors score an event against the profile as it
+was *before* the event, and only then does the profile learn from it.
+"""
+
+from __future__ import annotations
+
+import math
+
+from river import stats
+
+from detectors import contract as c
+from detectors.config import Config
+from detectors.events import DeviceEvent, Event, LocationEvent, TransactionEvent
+from detectors.facts import NO_FACTS, EventFacts
+from detectors.geo import haversine_km
+from detectors.profile import DAY_MS, HOUR_MS, MAX_ASNS, MAX_COUNTRIES, MAX_DEVICES, MAX_FAILS, \
+    MAX_IPS, MAX_PAYEES, MAX_SESSIONS, Profile, touch
+
+__all__ = ["Context", "build_context", "observe", "FEATURE_NAMES"]
+
+#: GPS fixes are precise; IP geolocation is city-level at best.
+IP_GEO_ERROR_KM = 250.0
+
+
+class Context:
+    """One event and everything derived about it. Detectors read it and never change it."""
+
+    __slots__ = (
+        "event", "topic", "kind", "ts", "profile", "facts", "established",
+        "device_new", "device_young", "device_trusted", "risky_device", "young_device_h",
+        "ip_new", "asn", "asn_new", "ip_type", "session_changed",
+        "country", "country_new", "distance_km", "speed_kmh", "travel_error_km",
+        "untrusted", "cred_age_h", "cred_kinds", "cred_suspicious", "sim_age_h", "fails_recent",
+        "money_out", "amount", "amount_z", "payee_new", "payee_added_h", "hour_share",
+        "drain_ratio", "credit_ratio", "since_repay_h",
+    )
+
+    def __init__(self) -> None:
+        for name in self.__slots__:
+            setattr(self, name, None)
+
+    def features(self) -> dict[str, float]:
+        """Numeric features for the online models (missing ones are simply absent)."""
+        x: dict[str, float] = {
+            "device_new": float(bool(self.device_new)),
+            "device_young": float(bool(self.device_young)),
+            "ip_new": float(bool(self.ip_new)),
+            "asn_new": float(bool(self.asn_new)),
+            "country_new": float(bool(self.country_new)),
+            "risky_network": float(self.ip_type in ("hosting", "tor", "vpn")),
+            "fails": float(min(self.fails_recent or 0, 20)),
+            "cred_recent": float(self.cred_age_h is not None and self.cred_age_h < 72),
+            "money_out": float(bool(self.money_out)),
+            "ip_accounts": float(min(self.facts.ip.accounts, 50)),
+            "burst": self.facts.burst,
+        }
+        if self.amount is not None:
+            x["log_amount"] = math.log1p(self.amount)
+        if self.amount_z is not None:
+            x["amount_z"] = max(-5.0, min(self.amount_z, 10.0))
+        if self.hour_share is not None:
+            x["hour_share"] = self.hour_share
+        if self.speed_kmh is not None:
+            x["log_speed"] = math.log1p(self.speed_kmh)
+        if self.drain_ratio is not None:
+            x["drain"] = self.drain_ratio
+        if self.credit_ratio is not None:
+            x["credit"] = self.credit_ratio
+        return x
+
+
+FEATURE_NAMES = ("device_new", "device_young", "ip_new", "asn_new", "country_new", "risky_network",
+                 "fails", "cred_recent", "money_out", "ip_accounts", "burst", "log_amount", "amount_z",
+                 "hour_share", "log_speed", "drain", "credit")
+
+
+def _hours(ms: int) -> float:
+    return ms / HOUR_MS
+
+
+def build_context(profile: Profile, event: Event, cfg: Config, facts: EventFacts = NO_FACTS) -> Context:
+    """Derive the features of ``event`` against ``profile`` (not modified)."""
+    w = cfg.windows
+    ts = event.ts
+    x = Context()
+    x.event, x.topic, x.kind, x.ts, x.profile, x.facts = event, event.topic, event.kind, ts, profile, facts
+    x.established = profile.n_events >= w.min_history_events
+    new_device_ms = w.new_device_days * DAY_MS
+
+    # devices: the event's own, and the youngest device of the account
+    young_first = None
+    for dev_id, (first, _last, _n, trusted) in profile.devices.items():
+        if not trusted and ts - first < new_device_ms and not profile.is_good("device:" + dev_id, ts):
+            if young_first is None or first > young_first:
+                young_first = first
+    x.young_device_h = None if young_first is None else _hours(max(0, ts - young_first))
+    dev = event.device_id
+    if dev is not None:
+        entry = profile.devices.get(dev)
+        trusted = profile.is_good("device:" + dev, ts)
+        x.device_new = entry is None and bool(profile.devices) and not trusted
+        x.device_young = x.device_new or (entry is not None and not entry[3] and ts - entry[0] < new_device_ms)
+        x.device_trusted = trusted or (entry is not None and (entry[3] or ts - entry[0] >= new_device_ms))
+    else:
+        x.device_new = False
+        x.device_young = x.young_device_h is not None
+        x.device_trusted = False
+
+    # network
+    ip = event.ip
+    ip_entry = profile.ips.get(ip) if ip else None
+    x.ip_new = ip is not None and ip_entry is None and bool(profile.ips)
+    asn = getattr(event, "asn", None)
+    ip_type = getattr(event, "ip_type", None)
+    if ip_entry is not None:
+        asn = asn if asn is not None else ip_entry[3]
+        ip_type = ip_type or ip_entry[5]
+    asn = asn if asn is not None else facts.asn
+    ip_type = ip_type or facts.ip_type
+    x.asn, x.ip_type = asn, ip_type
+    x.asn_new = asn is not None and bool(profile.asns) and str(asn) not in profile.asns
+    session = profile.sessions.get(event.session_id) if event.session_id else None
+    x.session_changed = bool(
+        session is not None and ip is not None and session[3] is not None and session[3] != ip
+        and (asn is None or session[4] is None or session[4] != asn))
+
+    # location
+    if type(event) is LocationEvent:
+        cc = event.country
+        x.country = cc
+        x.country_new = cc is not None and bool(profile.countries) and cc not in profile.countries \
+            and not profile.is_good("country:" + cc, ts)
+        err = IP_GEO_ERROR_KM if event.kind == "ip_geo" else (event.accuracy_m or 50.0) / 1000.0
+        if profile.last_fix:
+            fts, flat, flon, ferr, _fcc = profile.last_fix
+            dist = haversine_km(flat, flon, event.lat, event.lon)
+            x.distance_km = dist
+            x.travel_error_km = err + ferr
+            dt_h = abs(ts - fts) / HOUR_MS
+            x.speed_kmh = max(0.0, dist - x.travel_error_km) / max(dt_h, 1 / 60)
+    elif ip_entry is not None and ip_entry[4]:
+        x.country = ip_entry[4]
+        x.country_new = False
+
+    # credentials and failures
+    cred_ms = w.credential_change_hours * HOUR_MS
+    # the event comes from somewhere the account holder has not been seen using
+    x.untrusted = bool(
+        x.device_young or x.session_changed or ip_type in ("hosting", "tor")
+        or (not x.device_trusted and x.ip_new and x.asn_new))
+    recent = [(k, v[0], v[2]) for k, v in profile.creds.items() if 0 <= ts - v[0] <= cred_ms]
+    x.cred_kinds = tuple(sorted(k for k, _, _ in recent))
+    x.cred_age_h = _hours(ts - max(t for _, t, _ in recent)) if recent else None
+    x.cred_suspicious = any(flag for _, _, flag in recent)
+    sim = profile.creds.get("sim_change")
+    x.sim_age_h = _hours(ts - sim[0]) if sim and 0 <= ts - sim[0] <= cred_ms else None
+    fail_ms = w.failed_login_minutes * 60_000
+    x.fails_recent = sum(1 for t in profile.fails if 0 <= ts - t <= fail_ms)
+
+    # money
+    hour = (ts // HOUR_MS) % 24
+    total = sum(profile.hours)
+    x.hour_share = profile.hours[hour] / total if total >= 20 else None
+    if profile.loan[1]:
+        x.since_repay_h = _hours(ts - profile.loan[1])
+    if type(event) is TransactionEvent:
+        x.money_out = event.kind in c.MONEY_OUT_KINDS
+        x.amount = event.amount
+        n, mean, var = profile.amount
+        if x.money_out and event.amount is not None and n >= 3:
+            x.amount_z = (math.log1p(event.amount) - mean) / math.sqrt(var + 0.25)
+        payee = event.counterparty_id
+        if payee is not None:
+            p_entry = profile.payees.get(payee)
+            x.payee_new = p_entry is None and not profile.is_good("payee:" + payee, ts)
+            # a payee added recently but not yet paid counts as new
+            if p_entry is not None and p_entry[3] == 0 and ts - p_entry[0] < cred_ms:
+                x.payee_new = not profile.is_good("payee:" + payee, ts)
+                x.payee_added_h = _hours(ts - p_entry[0])
+        if x.money_out and event.amount is not None:
+            if event.kind == "loan_draw":
+                limit = event.credit_limit or profile.credit_limit
+                if limit:
+                    x.credit_ratio = min(1.0, event.amount / limit)
+            elif event.balance_after is not None and event.amount > 0:
+                before = event.balance_after + event.amount
+                if before > 0:
+                    x.drain_ratio = min(1.0, event.amount / before)
+            elif profile.balance is not None and profile.balance > 0:
+                x.drain_ratio = min(1.0, event.amount / profile.balance)
+    else:
+        x.money_out = False
+    return x
+
+
+def observe(profile: Profile, x: Context, cfg: Config) -> None:
+    """Learn ``x.event`` into ``profile``: the profile's side of online learning."""
+    event, ts = x.event, x.ts
+    p = profile
+    if p.n_events == 0 or ts < p.first_ts:
+        p.first_ts = ts
+    if ts > p.last_ts:
+        p.last_ts = ts
+    p.n_events += 1
+    if event.device_id:
+        touch(p.devices, event.device_id, ts, MAX_DEVICES)
+    if event.ip:
+        entry = touch(p.ips, event.ip, ts, MAX_IPS)
+        if len(entry) == 4:
+            entry.extend((None, None, None))
+        if x.asn is not None:
+            entry[3] = x.asn
+            touch(p.asns, str(x.asn), ts, MAX_ASNS)
+        if type(event) is LocationEvent:
+            entry[4] = event.country or entry[4]
+        entry[5] = x.ip_type or entry[5]
+    if event.session_id:
+        s = touch(p.sessions, event.session_id, ts, MAX_SESSIONS)
+        if len(s) == 4:
+            s.extend((None, None, None))
+        if event.ip:
+            s[3] = event.ip
+            s[4] = x.asn
+        if event.device_id:
+            s[5] = event.device_id
+    kind = event.kind
+    if type(event) is DeviceEvent:
+        if kind == "login_failure":
+            p.fails.append(ts)
+            if len(p.fails) > MAX_FAILS:
+                del p.fails[0]
+        elif kind in c.CREDENTIAL_KINDS:
+            suspicious = kind == "sim_change" or x.untrusted or bool(x.fails_recent and x.fails_recent >= 3)
+            p.creds[kind] = [ts, event.event_id, int(suspicious)]
+        elif kind == "device_bound" and event.device_id and not x.device_young:
+            p.devices[event.device_id][3] = 1
+    elif type(event) is LocationEvent:
+        err = IP_GEO_ERROR_KM if kind == "ip_geo" else (event.accuracy_m or 50.0) / 1000.0
+        if not p.last_fix or ts >= p.last_fix[0]:
+            p.last_fix = [ts, event.lat, event.lon, err, event.country]
+        if event.country:
+            touch(p.countries, event.country, ts, MAX_COUNTRIES)
+        if kind == "gps_fix":
+            if p.centre:
+                lat, lon, wgt = p.centre
+                wgt = min(wgt + 1, 50)
+                p.centre = [lat + (event.lat - lat) / wgt, lon + (event.lon - lon) / wgt, wgt]
+            else:
+                p.centre = [event.lat, event.lon, 1]
+    else:
+        if kind == "payee_added" and event.counterparty_id:
+            entry = p.payees.get(event.counterparty_id)
+            if entry is None:
+                touch(p.payees, event.counterparty_id, ts, MAX_PAYEES)  # flag 0: added, never paid
+        elif event.counterparty_id and kind in c.MONEY_OUT_KINDS:
+            touch(p.payees, event.counterparty_id, ts, MAX_PAYEES)[3] = 1
+        if kind in c.MONEY_OUT_KINDS and event.amount is not None:
+            n, mean, var = p.amount
+            v = stats.Var._from_state(n, mean, var) if n else stats.Var()
+            v.update(math.log1p(event.amount))
+            p.amount = [v.n, v.mean.get(), v.get()]
+        if kind == "loan_draw":
+            p.loan[0] = ts
+            p.loan[2] += 1
+        elif kind == "loan_repayment":
+            p.loan[1] = max(p.loan[1], ts)
+            p.loan[3] += 1
+        if event.balance_after is not None:
+            p.balance = event.balance_after
+        if event.credit_limit is not None:
+            p.credit_limit = event.credit_limit
+    if kind != "login_failure":
+        hours = p.hours
+        hours[(ts // HOUR_MS) % 24] += 1
+        if hours[(ts // HOUR_MS) % 24] > 400:
+            p.hours = [h // 2 for h in hours]
+    p.prune(ts, int(cfg.windows.profile_retention_days * DAY_MS), int(cfg.windows.credential_change_hours * HOUR_MS))

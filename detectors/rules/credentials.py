@@ -1,0 +1,69 @@
+"""Credential rules: failed-login bursts, and a credential change followed by money leaving."""
+
+from __future__ import annotations
+
+from detectors import contract as c
+from detectors.base import Finding, Rule
+from detectors.config import Config
+from detectors.features import Context
+
+
+class FailedLogins(Rule):
+    """Many failed sign-ins on the account, and above all a success right after them."""
+
+    name = "failed_logins"
+    family = "credential"
+
+    def __init__(self, cfg: Config) -> None:
+        self.burst = cfg.windows.failed_login_burst
+
+    def score(self, x: Context) -> Finding | None:
+        fails = x.fails_recent or 0
+        if fails < self.burst:
+            return None
+        if x.kind == "login_success":
+            return self.finding(0.35 + (0.25 if x.untrusted else 0.0), "FAILED_LOGIN_BURST")
+        if x.kind == "login_failure":
+            return self.finding(0.2, "FAILED_LOGIN_BURST")
+        return None
+
+
+class CredentialThenMoney(Rule):
+    """A password, phone, e-mail, MFA or SIM change, then a new payee or money leaving within
+    ``credential_change_hours``: the classic takeover sequence.
+
+    A change made from the account holder's own trusted device and network weighs little; a change
+    from an untrusted origin, or a SIM swap (made at the carrier, invisible to the holder), weighs a
+    lot. The change itself is scored too when it comes from an untrusted origin.
+    """
+
+    name = "credential_then_money"
+    family = "credential"
+
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+
+    def score(self, x: Context) -> Finding | None:
+        kind = x.kind
+        if kind in c.CREDENTIAL_KINDS:
+            if kind == "sim_change":
+                return self.finding(0.35, "SIM_SWAP")
+            if x.untrusted:
+                return self.finding(0.35, "CREDENTIAL_CHANGE")
+            return None
+        if x.cred_age_h is None:
+            return None
+        sim = "SIM_SWAP" if x.sim_age_h is not None else "CREDENTIAL_CHANGE"
+        suspicious = x.cred_suspicious or x.untrusted
+        if kind == "payee_added":
+            return self.finding(0.55 if suspicious else 0.15, "NEW_PAYEE_AFTER_CHANGE", sim)
+        if x.money_out:
+            score = 0.55 if suspicious else 0.1
+            if x.payee_new:
+                score += 0.15
+            if (x.drain_ratio or 0) >= 0.5 or (x.credit_ratio or 0) >= 0.5:
+                score += 0.15
+            return self.finding(score, "MONEY_OUT_AFTER_CHANGE", sim)
+        if kind == "login_success" and x.sim_age_h is not None and x.device_new:
+            return self.finding(0.45, "SIM_SWAP", "NEW_DEVICE_LOGIN")
+        return None

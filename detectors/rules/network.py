@@ -1,0 +1,47 @@
+"""Network rules: anonymising networks new to the account, and sessions that change network."""
+
+from __future__ import annotations
+
+from detectors.base import Finding, Rule
+from detectors.config import Config
+from detectors.features import Context
+
+_WEIGHT = {"tor": 0.45, "hosting": 0.35, "vpn": 0.1}
+
+
+class RiskyNetwork(Rule):
+    """Activity through Tor, a hosting provider or a VPN the account has not used before."""
+
+    name = "risky_network"
+    family = "network"
+
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+
+    def score(self, x: Context) -> Finding | None:
+        weight = _WEIGHT.get(x.ip_type or "")
+        if weight is None or not (x.ip_new or x.asn_new):
+            return None
+        if x.kind in ("login_success", "login_failure") or x.money_out or x.kind in ("payee_added",):
+            return self.finding(weight, "ANONYMOUS_NETWORK")
+        return None
+
+
+class SessionHijack(Rule):
+    """A signed-in session that continues from another network (IP and ASN) without a new login."""
+
+    name = "session_hijack"
+    family = "network"
+
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+
+    def score(self, x: Context) -> Finding | None:
+        if not x.session_changed or x.kind == "login_success":
+            return None
+        score = 0.5
+        if x.asn_new or x.ip_type in ("hosting", "tor", "vpn"):
+            score += 0.2
+        if x.money_out or x.kind == "payee_added":
+            score += 0.1
+        return self.finding(score, "SESSION_NETWORK_CHANGE")

@@ -1,0 +1,188 @@
+"""Streaming readers for the three files of an evaluation.
+
+Every reader is a generator: it reads one line at a time, yields a small record and keeps
+nothing, so a 2 GB events file costs no more memory than a small one. A tqdm progress bar (on
+stderr) follows the bytes read when ``progress`` is true.
+
+Lines that are not usable are skipped and counted in the optional ``stats`` counter, never
+fatal: blank lines, lines that are not JSON objects (``bad_json``), ``"raw"`` lines
+(``raw``), dead letters (``dead_letter``), events the engine would dead-letter
+(``invalid_event``, checked with the engine's own :func:`detectors.events.parse_value`),
+verdicts (``verdict``: feedback, not account activity), malformed labels (``invalid_label``)
+and malformed outputs (``invalid_output``).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+import orjson
+from tqdm import tqdm
+
+from detectors import contract as c
+from detectors.events import BadInput, parse_value
+
+from .metrics import ALERT, Decision, Event, Incident
+
+__all__ = ["alert_account_id", "iter_decisions", "iter_events", "iter_incidents", "iter_messages"]
+
+_CHUNK = 1 << 20  # update the progress bar once per MiB
+
+
+def iter_messages(path: str | os.PathLike[str], *, stats: Counter[str] | None = None,
+                  progress: bool = False, desc: str | None = None) -> Iterator[dict[str, Any]]:
+    """Yield each line of a JSON Lines file that is a JSON object, as a dict.
+
+    Blank lines are skipped; lines that are not a JSON object are counted as ``bad_json``.
+    """
+    stats = Counter() if stats is None else stats
+    size = os.path.getsize(path)
+    with open(path, "rb") as fh, tqdm(total=size, unit="B", unit_scale=True, unit_divisor=1024,
+                                      desc=desc or os.path.basename(os.fspath(path)),
+                                      disable=not progress, file=sys.stderr, leave=False,
+                                      delay=0.5) as bar:
+        pending = 0
+        for line in fh:
+            pending += len(line)
+            if pending >= _CHUNK:
+                bar.update(pending)
+                pending = 0
+            if not line.strip():
+                continue
+            try:
+                obj = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                stats["bad_json"] += 1
+                continue
+            if type(obj) is not dict:
+                stats["bad_json"] += 1
+                continue
+            yield obj
+        bar.update(pending)
+
+
+def iter_events(path: str | os.PathLike[str], *, stats: Counter[str] | None = None,
+                progress: bool = False) -> Iterator[Event]:
+    """Yield the valid events (topics device, location, transaction) of an events file."""
+    stats = Counter() if stats is None else stats
+    for msg in iter_messages(path, stats=stats, progress=progress, desc="events"):
+        topic = msg.get("topic")
+        if "value" not in msg:
+            stats["raw" if "raw" in msg else "bad_json"] += 1
+            continue
+        if topic == c.VERDICTS:
+            stats["verdict"] += 1
+            continue
+        if topic not in c.EVENT_TOPICS:
+            stats["unknown_topic"] += 1
+            continue
+        try:
+            rec = parse_value(topic, msg["value"])
+        except BadInput:
+            stats["invalid_event"] += 1
+            continue
+        stats["event"] += 1
+        yield Event(rec.event_id, rec.account_id, rec.ts, rec.kind, getattr(rec, "amount", None))
+
+
+def _is_int(v: Any) -> bool:
+    return type(v) is int or (type(v) is float and v.is_integer())
+
+
+def iter_incidents(path: str | os.PathLike[str], *, stats: Counter[str] | None = None,
+                   progress: bool = False) -> Iterator[Incident]:
+    """Yield the incidents of a labels file (contract "Ground-truth labels").
+
+    Required: ``account_id`` (string), ``scenario`` (string), ``label`` (``ato`` or ``legit``),
+    ``start_ts`` and ``end_ts`` (integers); ``first_loss_ts`` is an integer or null/absent;
+    ``event_ids`` a list of strings (absent: empty). Other lines count as ``invalid_label``.
+    """
+    stats = Counter() if stats is None else stats
+    for obj in iter_messages(path, stats=stats, progress=progress, desc="labels"):
+        acc, scn, label = obj.get("account_id"), obj.get("scenario"), obj.get("label")
+        start, end, loss = obj.get("start_ts"), obj.get("end_ts"), obj.get("first_loss_ts")
+        ids = obj.get("event_ids") or []
+        if (type(acc) is not str or not acc or type(scn) is not str or label not in ("ato", "legit")
+                or not _is_int(start) or not _is_int(end) or not (loss is None or _is_int(loss))
+                or type(ids) is not list or not all(type(e) is str for e in ids)):
+            stats["invalid_label"] += 1
+            continue
+        stats["incident"] += 1
+        yield Incident(acc, scn, label, int(start), int(end), None if loss is None else int(loss),
+                       tuple(ids))
+
+
+def alert_account_id(alert: dict[str, Any]) -> str | None:
+    """The account an alert is about, or None.
+
+    Accepts, in this order, the first non-empty string among: ``resources[0]["uid"]`` (the
+    OCSF resource, as the contract asks), a top-level ``"account_id"``, and
+    ``unmapped["account_id"]`` (what atoguard's engine also writes).
+
+    >>> alert_account_id({"resources": [{"uid": "a1", "type": "account"}]})
+    'a1'
+    >>> alert_account_id({"unmapped": {"account_id": "a2"}}), alert_account_id({})
+    ('a2', None)
+    """
+    res = alert.get("resources")
+    if type(res) is list and res and type(res[0]) is dict:
+        uid = res[0].get("uid")
+        if type(uid) is str and uid:
+            return uid
+    acc = alert.get("account_id")
+    if type(acc) is str and acc:
+        return acc
+    unmapped = alert.get("unmapped")
+    if type(unmapped) is dict:
+        acc = unmapped.get("account_id")
+        if type(acc) is str and acc:
+            return acc
+    return None
+
+
+def _risk(v: Any, scale: float) -> float | None:
+    if type(v) not in (int, float):
+        return None
+    return min(max(v / scale, 0.0), 1.0)  # out-of-range risks are clipped, not dropped
+
+
+def iter_decisions(path: str | os.PathLike[str], *, stats: Counter[str] | None = None,
+                   progress: bool = False) -> Iterator[tuple[str, Decision]]:
+    """Yield ``(account_id, Decision)`` for each command and alert of an outputs file.
+
+    Commands need ``account_id``, ``action`` (one of the contract's) and an integer
+    ``issued_at``; a missing ``risk`` reads as 0. Alerts need an account (see
+    :func:`alert_account_id`) and an integer ``time`` (ms); ``risk_score`` (0-100, missing: 0)
+    becomes ``risk_score / 100``. Dead letters and ``raw`` lines are skipped.
+    """
+    stats = Counter() if stats is None else stats
+    for msg in iter_messages(path, stats=stats, progress=progress, desc="outputs"):
+        topic, value = msg.get("topic"), msg.get("value")
+        if topic == c.DEAD_LETTER:
+            stats["dead_letter"] += 1
+            continue
+        if type(value) is not dict:
+            stats["raw" if "raw" in msg else "invalid_output"] += 1
+            continue
+        if topic == c.COMMANDS:
+            acc, action, ts = value.get("account_id"), value.get("action"), value.get("issued_at")
+            risk = _risk(value.get("risk", 0.0), 1.0)
+            if type(acc) is not str or not acc or action not in c.ACTIONS or not _is_int(ts) or risk is None:
+                stats["invalid_output"] += 1
+                continue
+            stats[f"command_{action}"] += 1
+            yield acc, Decision(int(ts), action, risk)
+        elif topic == c.ALERTS:
+            acc, ts = alert_account_id(value), value.get("time")
+            risk = _risk(value.get("risk_score", 0), 100.0)
+            if acc is None or not _is_int(ts) or risk is None:
+                stats["invalid_output"] += 1
+                continue
+            stats["alert"] += 1
+            yield acc, Decision(int(ts), ALERT, risk)
+        else:
+            stats["unknown_topic"] += 1

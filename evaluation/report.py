@@ -1,0 +1,286 @@
+"""The evaluation report: plain-text tables for the terminal, and a folder with ``report.md``,
+``metrics.json`` and PNG plots (matplotlib, Agg backend).
+
+Everything here reads the dictionary made by :func:`evaluation.metrics.evaluate`; nothing is
+computed twice.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import textwrap
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+__all__ = ["PLOTS", "format_headline", "format_tables", "write_report"]
+
+#: File names of the plots written by :func:`write_report`.
+PLOTS = {
+    "threshold": "detection_vs_false_freeze.png",
+    "time_to_freeze": "time_to_freeze.png",
+    "stopped": "stopped_before_loss.png",
+}
+
+
+# -- formatting -------------------------------------------------------------------------------
+
+def pct(x: float | None, digits: int = 1) -> str:
+    """``0.1234 -> '12.3%'``; None -> ``'-'``."""
+    return "-" if x is None else f"{100 * x:.{digits}f}%"
+
+
+def duration(seconds: float | None) -> str:
+    """A readable duration: ``'45 s'``, ``'12.0 min'``, ``'3.2 h'``, ``'1.5 d'``; None -> ``'-'``."""
+    if seconds is None:
+        return "-"
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f} min"
+    if seconds < 172800:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} d"
+
+
+def num(x: float | None, digits: int = 1) -> str:
+    if x is None:
+        return "-"
+    if float(x).is_integer():
+        return f"{int(x)}"
+    return f"{x:.{digits}f}"
+
+
+def rate(x: float | None) -> str:
+    return "-" if x is None else f"{x:.4g}"
+
+
+def _text_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    def line(r: Sequence[str]) -> str:
+        return "  ".join(str(v).ljust(w) if i == 0 else str(v).rjust(w)
+                         for i, (v, w) in enumerate(zip(r, widths))).rstrip()
+    return "\n".join([line(header), line(["-" * w for w in widths]), *(line(r) for r in rows)])
+
+
+def _md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    out = ["| " + " | ".join(header) + " |",
+           "|" + "|".join("---" if i == 0 else "---:" for i in range(len(header))) + "|"]
+    out += ["| " + " | ".join(str(v) for v in r) + " |" for r in rows]
+    return "\n".join(out)
+
+
+# -- the tables (shared by terminal and Markdown) ---------------------------------------------
+
+def _attack_table(m: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
+    header = ["scenario", "incidents", "detected", "stopped", "stepped up", "frozen",
+              "time to freeze", "events to freeze", "moves before", "amount before"]
+    def row(name: str, r: Mapping[str, Any]) -> list[str]:
+        return [name, str(r["incidents"]), pct(r["detected_share"]),
+                pct(r["stopped_before_loss_share"]), pct(r["stepped_up_before_loss_share"]),
+                str(r["frozen"]), duration(r["median_time_to_freeze_s"]),
+                num(r["median_events_to_freeze"]),
+                pct(r["money_movements_before_freeze_share"]),
+                pct(r["money_amount_before_freeze_share"])]
+    rows = [row(n, r) for n, r in m["attacks"]["scenarios"].items()]
+    rows.append(row("ALL ATTACKS", m["attacks"]["all"]))
+    return header, rows
+
+
+def _legit_table(m: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
+    r = m["legit_accounts"]
+    header = ["legitimate accounts", "accounts", "share", "per 30 days"]
+    rows = [[f"ever {k.replace('_', ' ')}", str(r[k]), pct(r[f"{k}_share"], 2), pct(r[f"{k}_per_30d"], 2)]
+            for k in ("frozen", "closed", "stepped_up")]
+    return header, rows
+
+
+def _benign_table(m: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
+    header = ["benign situation", "incidents", "frozen", "closed", "stepped up"]
+    rows = [[n, str(r["incidents"]), pct(r["frozen_share"]), pct(r["closed_share"]),
+             pct(r["stepped_up_share"])] for n, r in m["benign_situations"].items()]
+    return header, rows
+
+
+def _cohort_table(m: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
+    r = m["repay_cohort"]
+    header = ["legitimate accounts' time", "freezes", "account-days", "freezes per account-day"]
+    rows = [["24 h after a loan repayment", str(r["freezes_after_repayment"]),
+             num(r["exposure_days_after_repayment"], 2), rate(r["rate_after_repayment"])],
+            ["all other observed time", str(r["freezes_otherwise"]),
+             num(r["exposure_days_otherwise"], 2), rate(r["rate_otherwise"])]]
+    return header, rows
+
+
+def _precision_table(m: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
+    header = ["output", "total", "during an attack", "precision"]
+    rows = [[a, str(r["total"]), str(r["during_attack"]), pct(r["precision"])]
+            for a, r in m["precision"].items()]
+    return header, rows
+
+
+_ATTACK_LEGEND = ("stopped / stepped up: a freeze or close / a step_up before the first loss; "
+                  "time, events to freeze: medians over the frozen incidents; moves, amount "
+                  "before: share of the attacker's money movements made before the first freeze")
+
+_SECTIONS = (
+    ("Attacks (label ato)", _attack_table),
+    ("Legitimate accounts", _legit_table),
+    ("Benign situations (label legit), window [start, end + 24 h]", _benign_table),
+    ("Repayment cohort", _cohort_table),
+    ("Precision", _precision_table),
+)
+
+
+def format_tables(m: Mapping[str, Any]) -> str:
+    """All tables as plain text, for the terminal."""
+    ev = m["events"]
+    parts = [f"events: {ev['count']} on {ev['accounts']} accounts over {num(ev['observed_days'], 2)} days; "
+             f"incidents: {m['labels']['attack_incidents']} attacks, "
+             f"{m['labels']['benign_incidents']} benign"]
+    for title, fn in _SECTIONS:
+        header, rows = fn(m)
+        parts.append(f"\n{title}\n" + (_text_table(header, rows) if rows else "(none)"))
+        if fn is _attack_table:
+            parts.append(textwrap.fill(_ATTACK_LEGEND, width=100))
+        if fn is _cohort_table:
+            r = m["repay_cohort"]
+            parts.append(f"cohort accounts: {r['cohort_accounts']}; rate ratio after repayment / "
+                         f"otherwise: {rate(r['rate_ratio'])}")
+    return "\n".join(parts)
+
+
+def _headline_items(m: Mapping[str, Any]) -> list[tuple[str, str]]:
+    h = m["headline"]
+    worst = "-" if h["worst_scenario"] is None else f"{pct(h['worst_scenario_stopped_before_loss'])} ({h['worst_scenario']})"
+    benign = "-" if h["worst_benign_situation"] is None else f"{pct(h['worst_benign_situation_frozen'])} ({h['worst_benign_situation']})"
+    return [
+        ("attacks stopped before loss", pct(h["stopped_before_loss"])),
+        ("worst scenario, stopped before loss", worst),
+        ("legitimate accounts frozen per 30 days", pct(h["legit_frozen_per_30d"], 2)),
+        ("legitimate accounts closed per 30 days", pct(h["legit_closed_per_30d"], 2)),
+        ("worst benign situation, frozen", benign),
+        ("alert precision", pct(h["alert_precision"])),
+    ]
+
+
+def format_headline(m: Mapping[str, Any]) -> str:
+    """The headline figures, one per line."""
+    items = _headline_items(m)
+    w = max(len(k) for k, _ in items)
+    return "\n".join(f"{k.ljust(w)}  {v}" for k, v in items)
+
+
+# -- plots ------------------------------------------------------------------------------------
+
+def _plots(m: Mapping[str, Any], out: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    curve = m["threshold_curve"]
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    xs = [0.0 if v is None else v for v in curve["legit_flagged"]]
+    ys = [0.0 if v is None else v for v in curve["catch_rate"]]
+    ax.plot(xs, ys, "-o", markersize=2.5, label="alerts + commands with risk >= θ")
+    labelled: set[tuple[float, float]] = set()
+    for t, x, y in zip(curve["threshold"], xs, ys):
+        if round(t * 100) % 10 == 0 and (round(x, 3), round(y, 3)) not in labelled:
+            labelled.add((round(x, 3), round(y, 3)))
+            ax.annotate(f"θ={t:.1f}", (x, y), fontsize=7, textcoords="offset points", xytext=(4, -10))
+    op = curve["operating_point"]
+    if op["catch_rate"] is not None or op["legit_flagged"] is not None:
+        ax.plot([op["legit_flagged"] or 0.0], [op["catch_rate"] or 0.0], "o", color="C3",
+                label="actual freezes/closes (stopped before loss)")
+    ax.set_xlabel("share of legitimate accounts flagged")
+    ax.set_ylabel("attacks caught before loss")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xlim(left=-0.002)
+    ax.set_title("Detection vs false freezes over the threshold")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(out / PLOTS["threshold"], dpi=110)
+    plt.close(fig)
+
+    times = [max(o["time_to_freeze_s"], 1.0) for o in m["incidents"] if o["time_to_freeze_s"] is not None]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    if times:
+        hi = max(max(times) * 1.01, 10.0)
+        n_bins = max(5, min(40, int(math.log10(hi) * 8)))
+        bins = [10 ** (i * math.log10(hi) / n_bins) for i in range(n_bins + 1)]
+        ax.hist(times, bins=bins, color="C0")
+        ax.set_xscale("log")
+    else:
+        ax.text(0.5, 0.5, "no attack incident was frozen", ha="center", va="center",
+                transform=ax.transAxes)
+    ax.set_xlabel("seconds from incident start to first freeze (log; <= 1 s shown at 1 s)")
+    ax.set_ylabel("incidents")
+    ax.set_title("Time to freeze")
+    fig.tight_layout()
+    fig.savefig(out / PLOTS["time_to_freeze"], dpi=110)
+    plt.close(fig)
+
+    scn = m["attacks"]["scenarios"]
+    names = list(scn) + ["ALL"]
+    vals = [scn[n]["stopped_before_loss_share"] or 0.0 for n in scn] + \
+           [m["attacks"]["all"]["stopped_before_loss_share"] or 0.0]
+    fig, ax = plt.subplots(figsize=(max(5, 0.8 * len(names) + 2), 4))
+    bars = ax.bar(range(len(names)), vals, color=["C0"] * (len(names) - 1) + ["C1"])
+    for b, v in zip(bars, vals):
+        ax.annotate(f"{100 * v:.0f}%", (b.get_x() + b.get_width() / 2, v), ha="center",
+                    va="bottom", fontsize=8)
+    ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=8)
+    ax.set_ylim(0, 1.1)
+    ax.set_ylabel("stopped before loss")
+    ax.set_title("Attacks stopped before loss, per scenario")
+    fig.tight_layout()
+    fig.savefig(out / PLOTS["stopped"], dpi=110)
+    plt.close(fig)
+
+
+# -- the folder -------------------------------------------------------------------------------
+
+def _markdown(m: Mapping[str, Any]) -> str:
+    ev = m["events"]
+    lines = ["# atoguard evaluation", "",
+             f"Events: {ev['count']} on {ev['accounts']} accounts over {num(ev['observed_days'], 2)} days. "
+             f"Incidents: {m['labels']['attack_incidents']} attacks, {m['labels']['benign_incidents']} benign. "
+             f"Outputs: " + ", ".join(f"{v} {k}" for k, v in m["outputs"]["decisions"].items()) + ".",
+             "", "## Headline", "",
+             _md_table(["figure", "value"], [list(i) for i in _headline_items(m)])]
+    for title, fn in _SECTIONS:
+        header, rows = fn(m)
+        lines += ["", f"## {title}", "", _md_table(header, rows) if rows else "(none)"]
+        if fn is _attack_table:
+            lines += ["", _ATTACK_LEGEND + "."]
+        if fn is _cohort_table:
+            r = m["repay_cohort"]
+            lines += ["", f"Accounts in the cohort (at least one repayment): {r['cohort_accounts']}. "
+                          f"Rate ratio (after repayment / otherwise): {rate(r['rate_ratio'])}; "
+                          "a ratio at or below 1 means repaying customers are frozen no more often "
+                          "than the rest (read it with the freeze counts: a handful of freezes "
+                          "makes a noisy ratio)."]
+    lines += ["", "## Plots", "",
+              f"![detection vs false freezes]({PLOTS['threshold']})", "",
+              f"![time to freeze]({PLOTS['time_to_freeze']})", "",
+              f"![stopped before loss]({PLOTS['stopped']})", "",
+              "## Definitions", ""]
+    lines += [f"- **{k}**: {v}" for k, v in m["definitions"].items()]
+    if m.get("inputs"):
+        lines += ["", "## Input lines", "", _md_table(["file", "kind of line", "count"],
+                  [[f, k, str(v)] for f, counts in m["inputs"].items() for k, v in sorted(counts.items())])]
+    return "\n".join(lines) + "\n"
+
+
+def write_report(m: Mapping[str, Any], directory: str | os.PathLike[str]) -> Path:
+    """Write ``report.md``, ``metrics.json`` and the PNG plots into ``directory`` (created)."""
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "metrics.json").write_bytes(orjson.dumps(m, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
+    _plots(m, out)
+    (out / "report.md").write_text(_markdown(m), encoding="utf-8")
+    return out

@@ -1,0 +1,46 @@
+"""Run the detection engine of the stream worker over a JSON Lines file, in file order, with no
+broker. The same file and configuration give byte-identical output.
+
+Input lines are contract messages: {"topic": "device"|"location"|"transaction"|"verdicts",
+"value": {...}} (or "raw": "<text>" for bytes that are not a JSON object). Output lines are
+{"topic": "commands"|"alerts"|"dead-letter", "value": {...}}, alerts with their CloudEvents
+"headers". A bad line becomes a dead-letter line; nothing stops.
+
+example:
+  atoguard replay events.jsonl --out decisions.jsonl
+  atoguard replay events.jsonl --out shadow.jsonl --config policy.toml
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from detectors.config import ConfigError
+from streams.config import add_config_option, load_config
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("input", metavar="IN.jsonl", help="contract events, one message a line")
+    parser.add_argument("--out", required=True, metavar="OUT.jsonl", help="where to write commands, alerts and dead letters")
+    add_config_option(parser)
+    parser.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
+
+
+def run(args: argparse.Namespace) -> int:
+    from streams.replay import replay_file
+    try:
+        cfg = load_config(args.config)
+    except ConfigError as exc:
+        print(f"atoguard replay: {exc}", file=sys.stderr)
+        return 2
+    try:
+        summary = replay_file(args.input, args.out, cfg, progress=not args.quiet)
+    except FileNotFoundError as exc:
+        print(f"atoguard replay: {exc.filename}: no such file", file=sys.stderr)
+        return 2
+    if not args.quiet:
+        print(f"replayed {args.input} -> {args.out} (policy {cfg.policy.version}"
+              f"{', dry run' if cfg.policy.dry_run else ''})")
+        print(summary.table())
+    return 0

@@ -226,6 +226,8 @@ class Engine:
                         profile.good[f"{kind}:{value}"] = until
                 if device and device in profile.devices:
                     profile.devices[device][3] = 1
+                for change in profile.creds.values():
+                    change[2] = 0  # the holder made these changes
         if features:
             for d in self.detectors(verdict.account_id):
                 d.learn_verdict(features, is_ato)

@@ -1,0 +1,234 @@
+"""The decision policy as tables: findings or events in, commands out."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jsonschema
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from detectors.base import Finding
+from detectors.config import AllowEntry, Config, Policy
+from detectors.engine import DictStore, Engine
+from detectors.events import DeviceEvent, LocationEvent, TransactionEvent, Verdict
+from detectors.outputs import sign
+from detectors.policy import decide
+from detectors.profile import HOUR_MS, Profile
+
+RULES_ONLY = tuple(n for n in Config().detectors if n not in ("behaviour_anomaly", "supervised"))
+SCHEMAS = Path(__file__).resolve().parents[1] / "schemas" / "v1"
+T0 = 1_764_000_000_000
+MIN = 60_000
+RANK = {None: 0, "alert": 1, "step_up": 2, "freeze": 3, "close": 4}
+
+
+def f(score: float, family: str = "credential", name: str = "r") -> Finding:
+    return Finding(name, score, ("CREDENTIAL_CHANGE",), family)
+
+
+def run_table(rows, cfg: Config = Config()):
+    """rows: (minutes after T0, [finding scores]) -> list of (minute, action or 'alert' or None)."""
+    profile = Profile()
+    out = []
+    for minute, scores in rows:
+        d = decide(profile, "a1", T0 + minute * MIN, None, None, [f(s) for s in scores], cfg)
+        out.append((minute, d.action or ("alert" if d.alert else None)))
+    return out
+
+
+def test_each_rung_of_the_ladder():
+    cfg = Config()
+    for score, expected in [(0.2, None), (0.5, "alert"), (0.7, "step_up"), (0.9, "freeze")]:
+        assert run_table([(0, [score])], cfg) == [(0, expected)], score
+
+
+def test_noisy_or_fusion_lets_independent_evidence_add_up():
+    # two findings of 0.6 each: 1 - 0.4 * 0.4 = 0.84 -> step_up; three -> 0.936 -> freeze
+    assert run_table([(0, [0.6, 0.6])]) == [(0, "step_up")]
+    assert run_table([(0, [0.6, 0.6, 0.6])]) == [(0, "freeze")]
+
+
+def test_freeze_is_not_repeated_while_active_and_lapses_at_expires_at():
+    ttl_min = int(Config().policy.freeze_ttl_hours * 60)
+    table = [(0, [0.95]), (10, [0.95]), (ttl_min - 1, [0.95]), (ttl_min + 1, [0.95])]
+    # while frozen no second freeze; once the alert cooldown passes the security team hears again
+    assert run_table(table) == [(0, "freeze"), (10, None), (ttl_min - 1, "alert"), (ttl_min + 1, "freeze")]
+
+
+def test_step_up_cooldown_and_escalation_to_freeze():
+    table = [(0, [0.7]), (5, [0.7]), (30, [0.9]), (31, [0.7])]
+    assert run_table(table) == [(0, "step_up"), (5, None), (30, "freeze"), (31, None)]
+
+
+def test_step_up_repeats_after_its_cooldown():
+    cool = int(Config().policy.step_up_cooldown_minutes)
+    assert run_table([(0, [0.7]), (cool + 1, [0.7])]) == [(0, "step_up"), (cool + 1, "step_up")]
+
+
+def test_alert_cooldown_unless_risk_rises():
+    table = [(0, [0.5]), (5, [0.52]), (6, [0.62]), (7, [0.5]), (40, [0.5])]
+    assert run_table(table) == [(0, "alert"), (5, None), (6, "alert"), (7, None), (40, "alert")]
+
+
+def test_a_quieter_event_never_lowers_an_active_restriction():
+    table = [(0, [0.9]), (1, [0.5]), (2, [0.7])]
+    assert [a for _, a in run_table(table)] == ["freeze", None, None]
+
+
+@pytest.mark.parametrize("entry", [
+    AllowEntry("account", "a1", T0 + HOUR_MS),
+    AllowEntry("ip", "198.51.100.7", T0 + HOUR_MS),
+])
+def test_allow_list_caps_restrictions_at_alerts_until_it_expires(entry):
+    cfg = Config(allow=(entry,))
+    profile = Profile()
+    d1 = decide(profile, "a1", T0, "198.51.100.7", None, [f(0.95)], cfg)
+    d2 = decide(profile, "a1", T0 + 2 * HOUR_MS, "198.51.100.7", None, [f(0.95)], cfg)
+    assert (d1.action, d1.alert) == (None, True)
+    assert d2.action == "freeze"
+
+
+def test_close_needs_auto_close_and_two_strong_independent_families():
+    strong = [f(0.95, "credential", "a"), f(0.92, "network", "b")]
+    same_family = [f(0.95, "credential", "a"), f(0.92, "credential", "b")]
+    models = [f(0.95, "model", "a"), f(0.95, "credential", "b")]
+    auto = Config(policy=Policy(auto_close=True))
+    assert decide(Profile(), "a1", T0, None, None, strong, Config()).action == "freeze"
+    assert decide(Profile(), "a1", T0, None, None, strong, auto).action == "close"
+    assert decide(Profile(), "a1", T0, None, None, same_family, auto).action == "freeze"
+    assert decide(Profile(), "a1", T0, None, None, models, auto).action == "freeze"
+
+
+# -- properties --------------------------------------------------------------------------------
+
+findings_st = st.lists(st.tuples(st.floats(0, 1), st.sampled_from(["credential", "network", "model", "money", "crowd"])),
+                       max_size=5)
+
+
+@settings(max_examples=300, deadline=None)
+@given(findings_st, st.booleans())
+def test_no_close_without_a_verdict_or_two_strong_detectors(items, auto_close):
+    cfg = Config(policy=Policy(auto_close=auto_close))
+    findings = [f(s, fam, f"d{i}") for i, (s, fam) in enumerate(items)]
+    d = decide(Profile(), "a1", T0, None, None, findings, cfg)
+    if d.action == "close":
+        strong = {x.family for x in findings if x.score >= cfg.policy.strong_at and x.family != "model"}
+        assert auto_close and len(strong) >= 2
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.floats(0, 1), st.floats(0, 1), st.lists(st.tuples(st.integers(0, 600), st.floats(0, 1)), max_size=4))
+def test_higher_risk_never_yields_a_weaker_action_for_the_same_state(r1, r2, history):
+    lo, hi = sorted((r1, r2))
+    history = sorted(history)
+
+    def act(risk):
+        profile = Profile()
+        for minute, s in history:
+            decide(profile, "a1", T0 + minute * MIN, None, None, [f(s)], Config())
+        d = decide(profile, "a1", T0 + 601 * MIN, None, None, [f(risk)], Config())
+        return d.action or ("alert" if d.alert else None)
+
+    assert RANK[act(hi)] >= RANK[act(lo)]
+
+
+# -- through the engine: verdicts, shadow mode, duplicates, outputs ---------------------------
+
+def takeover_stream(account="a1", start=T0):
+    """Ten quiet days, then a takeover: new device, password change, new payee, drain."""
+    evs = []
+    for d in range(10):
+        t = start + d * 24 * HOUR_MS
+        evs += [DeviceEvent(f"{account}-l{d}", account, t, "login_success", device_id="d1", ip="198.51.100.1"),
+                LocationEvent(f"{account}-g{d}", account, t + 1000, "gps_fix", lat=52.52, lon=13.40,
+                              accuracy_m=20, country="DE"),
+                TransactionEvent(f"{account}-p{d}", account, t + 2000, "payment", amount=20.0 + d,
+                                 counterparty_id="shop1", balance_after=2000.0, device_id="d1")]
+    t = start + 11 * 24 * HOUR_MS
+    evs += [DeviceEvent(f"{account}-x1", account, t, "login_success", device_id="evil", ip="203.0.113.9"),
+            DeviceEvent(f"{account}-x2", account, t + MIN, "password_change", device_id="evil", ip="203.0.113.9"),
+            TransactionEvent(f"{account}-x3", account, t + 2 * MIN, "payee_added", counterparty_id="mule"),
+            TransactionEvent(f"{account}-x4", account, t + 3 * MIN, "transfer_out", amount=1900.0,
+                             counterparty_id="mule", balance_after=100.0, device_id="evil")]
+    return evs
+
+
+def run(records, cfg=Config(detectors=RULES_ONLY)):
+    engine, store = Engine(cfg), DictStore()
+    outs = [o for r in records for o in engine.handle(r, store)]
+    return outs, store, engine
+
+
+def commands(outs):
+    return [(o.value["trigger_event_id"], o.value["action"]) for o in outs if o.topic == "commands"]
+
+
+def test_takeover_is_frozen_at_the_cash_out_with_a_signed_explained_command():
+    outs, _, _ = run(takeover_stream())
+    assert commands(outs) == [("a1-x4", "freeze")]
+    cmd = next(o.value for o in outs if o.topic == "commands")
+    schema = json.loads((SCHEMAS / "command.schema.json").read_text())
+    jsonschema.validate(cmd, schema)
+    assert cmd["signature"] == sign(cmd, Config().keys.command_hmac)
+    assert cmd["expires_at"] == cmd["issued_at"] + 24 * HOUR_MS and not cmd["dry_run"]
+    assert "security change" in cmd["message"] and cmd["reasons"][0] == "MONEY_OUT_AFTER_CHANGE"
+    alert = next(o for o in outs if o.topic == "alerts" and o.value["finding_info"]["uid"] == cmd["alert_id"])
+    jsonschema.validate(alert.value, json.loads((SCHEMAS / "alert.schema.json").read_text()))
+    assert dict(alert.headers)["ce_id"].decode() == cmd["alert_id"]
+    assert "203.0.113.9" not in json.dumps(alert.value) and "evil" not in json.dumps(alert.value)
+
+
+def test_legit_verdict_unfreezes_and_the_situation_becomes_known_good():
+    stream = takeover_stream()
+    t = stream[-1].ts
+    later = [Verdict("v1", "a1", t + MIN, "legit", "user"),
+             TransactionEvent("a1-y1", "a1", t + 2 * HOUR_MS, "transfer_out", amount=1500.0,
+                              counterparty_id="mule", balance_after=50.0, device_id="evil")]
+    outs, store, _ = run(stream + later)
+    assert commands(outs) == [("a1-x4", "freeze"), ("v1", "unfreeze")]
+    assert store.get("a1").is_good("device:evil", t + 2 * HOUR_MS)
+
+
+def test_analyst_ato_verdict_closes_and_nothing_is_issued_after():
+    stream = takeover_stream()
+    t = stream[-1].ts
+    later = [Verdict("v1", "a1", t + MIN, "ato", "analyst"),
+             TransactionEvent("a1-y1", "a1", t + 2 * MIN, "withdrawal", amount=100.0, device_id="evil")]
+    outs, store, _ = run(stream + later)
+    assert commands(outs) == [("a1-x4", "freeze"), ("v1", "close")]
+    assert store.get("a1").state == "closed"
+
+
+def test_user_ato_report_freezes_but_does_not_close():
+    outs, _, _ = run(takeover_stream()[:30] + [Verdict("v1", "a1", T0 + 10 * 24 * HOUR_MS, "ato", "user")])
+    assert commands(outs) == [("v1", "freeze")]
+
+
+def test_shadow_mode_marks_commands_dry_run_and_signs_them():
+    cfg = Config(detectors=RULES_ONLY, policy=Policy(dry_run=True, version="shadow-1"))
+    outs, _, _ = run(takeover_stream(), cfg)
+    cmd = next(o.value for o in outs if o.topic == "commands")
+    assert cmd["dry_run"] is True and cmd["policy_version"] == "shadow-1"
+    assert cmd["signature"] == sign(cmd, cfg.keys.command_hmac)
+
+
+def test_duplicate_event_ids_change_nothing():
+    stream = takeover_stream()
+    doubled = [e for ev in stream for e in (ev, ev)]
+    outs1, store1, _ = run(stream)
+    outs2, store2, engine = run(doubled)
+    assert [o.value for o in outs1] == [o.value for o in outs2]
+    assert store1.get("a1") == store2.get("a1")
+    assert engine.counts["duplicates"] == len(stream)
+
+
+def test_command_ids_are_deterministic_and_depend_on_the_policy_version():
+    a = commands(run(takeover_stream())[0])
+    ids1 = [o.value["command_id"] for o in run(takeover_stream())[0] if o.topic == "commands"]
+    ids2 = [o.value["command_id"] for o in run(takeover_stream())[0] if o.topic == "commands"]
+    ids3 = [o.value["command_id"] for o in run(takeover_stream(), Config(detectors=RULES_ONLY, policy=Policy(version="v9")))[0]
+            if o.topic == "commands"]
+    assert a and ids1 == ids2 and ids1 != ids3

@@ -27,10 +27,16 @@ class BurstScorer:
         self.floor = floor
         self.scale = scale
         self._midas = MidasR(seed=seed)
-        self._tick = 0
+        self._first_minute: int | None = None
+        self._tick = 1
 
     def score(self, src: str, dst: str, ts: int, weight: int = 1) -> float:
-        tick = max(self._tick, ts // MINUTE_MS)
+        # MIDAS-R's tick is a count from the start of the stream (its chi-squared test uses the
+        # tick value itself), so minutes are counted from the first edge seen, starting at 1.
+        minute = ts // MINUTE_MS
+        if self._first_minute is None:
+            self._first_minute = minute
+        tick = max(self._tick, minute - self._first_minute + 1)
         self._tick = tick
         s, d = key_hash(src), key_hash(dst)
         raw = 0.0

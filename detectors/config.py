@@ -77,7 +77,6 @@ class Windows:
     failed_login_burst: int = 5
     new_device_days: float = 14.0
     travel_tolerance_kmh: float = 1000.0
-    ip_geo_error_km: float = 250.0
     profile_retention_days: float = 120.0
     min_history_events: int = 5
 

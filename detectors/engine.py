@@ -162,7 +162,7 @@ class Engine:
             if decision.alert or decision.action else []
         for d in dets:
             d.learn(x, decision.risk)
-        observe(profile, x, cfg)
+        observe(profile, x, cfg, decision.risk)
         return outputs
 
     def _emit(self, account: str, trigger: str, ts: int, decision: Decision, findings: list[Finding],

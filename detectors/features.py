@@ -24,13 +24,15 @@ __all__ = ["Context", "build_context", "observe", "FEATURE_NAMES"]
 
 #: GPS fixes are precise; IP geolocation is city-level at best.
 IP_GEO_ERROR_KM = 250.0
+MOBILE_GEO_ERROR_KM = 800.0
 
 
 class Context:
     """One event and everything derived about it. Detectors read it and never change it."""
 
     __slots__ = (
-        "event", "topic", "kind", "ts", "profile", "facts", "established",
+        "event", "topic", "kind", "ts", "profile", "facts", "established", "restricted", "recent_alert",
+        "device_suspect",
         "device_new", "device_young", "device_trusted", "risky_device", "young_device_h",
         "ip_new", "asn", "asn_new", "ip_type", "session_changed",
         "country", "country_new", "distance_km", "speed_kmh", "travel_error_km",
@@ -78,6 +80,20 @@ FEATURE_NAMES = ("device_new", "device_young", "ip_new", "asn_new", "country_new
                  "hour_share", "log_speed", "drain", "credit")
 
 
+def fix_error_km(event: LocationEvent) -> float | None:
+    """How far from the person a fix may be, in km; None when it does not locate the person at
+    all (IP geolocation of a VPN, hosting provider or Tor exit locates the proxy).
+
+    GPS is as precise as its ``accuracy_m``; IP geolocation is city-level at best, and a mobile
+    carrier's addresses geolocate to its national gateways."""
+    if event.kind == "gps_fix":
+        return max(0.05, (event.accuracy_m or 50.0) / 1000.0)
+    if event.ip_type in ("vpn", "hosting", "tor"):
+        return None
+    err = max(IP_GEO_ERROR_KM, (event.accuracy_m or 0.0) / 1000.0)
+    return max(err, MOBILE_GEO_ERROR_KM) if event.ip_type == "mobile" else err
+
+
 def _hours(ms: int) -> float:
     return ms / HOUR_MS
 
@@ -89,12 +105,18 @@ def build_context(profile: Profile, event: Event, cfg: Config, facts: EventFacts
     x = Context()
     x.event, x.topic, x.kind, x.ts, x.profile, x.facts = event, event.topic, event.kind, ts, profile, facts
     x.established = profile.n_events >= w.min_history_events
+    x.restricted = profile.restriction[0]
+    last_alert = profile.actions.get("alert")
+    x.recent_alert = last_alert[1] if last_alert and 0 <= ts - last_alert[0] <= DAY_MS else 0.0
     new_device_ms = w.new_device_days * DAY_MS
 
-    # devices: the event's own, and the youngest device of the account
+    # devices: the event's own, and the youngest device of the account. A device already there
+    # when we started watching the account (its first day) is not new, however recent.
+    settled = profile.first_ts + DAY_MS
     young_first = None
     for dev_id, (first, _last, _n, trusted) in profile.devices.items():
-        if not trusted and ts - first < new_device_ms and not profile.is_good("device:" + dev_id, ts):
+        if trusted != 1 and first > settled and ts - first < new_device_ms \
+                and not profile.is_good("device:" + dev_id, ts):
             if young_first is None or first > young_first:
                 young_first = first
     x.young_device_h = None if young_first is None else _hours(max(0, ts - young_first))
@@ -102,13 +124,19 @@ def build_context(profile: Profile, event: Event, cfg: Config, facts: EventFacts
     if dev is not None:
         entry = profile.devices.get(dev)
         trusted = profile.is_good("device:" + dev, ts)
-        x.device_new = entry is None and bool(profile.devices) and not trusted
-        x.device_young = x.device_new or (entry is not None and not entry[3] and ts - entry[0] < new_device_ms)
-        x.device_trusted = trusted or (entry is not None and (entry[3] or ts - entry[0] >= new_device_ms))
+        x.device_new = entry is None and bool(profile.devices) and not trusted and ts > settled
+        x.device_young = x.device_new or (entry is not None and entry[3] != 1 and entry[0] > settled
+                                          and ts - entry[0] < new_device_ms and not trusted)
+        x.device_trusted = trusted or (entry is not None and not x.device_young)
+        x.device_suspect = entry is not None and entry[3] == -1
     else:
+        # no device on the event: judge the device its session runs on, if known
+        session_dev = profile.sessions.get(event.session_id) if event.session_id else None
+        entry = profile.devices.get(session_dev[5]) if session_dev and len(session_dev) > 5 and session_dev[5] else None
         x.device_new = False
-        x.device_young = x.young_device_h is not None
-        x.device_trusted = False
+        x.device_young = entry is not None and entry[3] != 1 and entry[0] > settled and ts - entry[0] < new_device_ms
+        x.device_trusted = entry is not None and not x.device_young
+        x.device_suspect = entry is not None and entry[3] == -1
 
     # network
     ip = event.ip
@@ -124,9 +152,12 @@ def build_context(profile: Profile, event: Event, cfg: Config, facts: EventFacts
     x.asn, x.ip_type = asn, ip_type
     x.asn_new = asn is not None and bool(profile.asns) and str(asn) not in profile.asns
     session = profile.sessions.get(event.session_id) if event.session_id else None
+    # a session that moves to another network operator (not just another IP of the same mobile
+    # carrier, which happens all the time) or onto an anonymising network
     x.session_changed = bool(
         session is not None and ip is not None and session[3] is not None and session[3] != ip
-        and (asn is None or session[4] is None or session[4] != asn))
+        and ((asn is not None and session[4] is not None and session[4] != asn)
+             or (ip_type in ("hosting", "tor") and x.ip_new)))
 
     # location
     if type(event) is LocationEvent:
@@ -134,14 +165,15 @@ def build_context(profile: Profile, event: Event, cfg: Config, facts: EventFacts
         x.country = cc
         x.country_new = cc is not None and bool(profile.countries) and cc not in profile.countries \
             and not profile.is_good("country:" + cc, ts)
-        err = IP_GEO_ERROR_KM if event.kind == "ip_geo" else (event.accuracy_m or 50.0) / 1000.0
-        if profile.last_fix:
+        err = fix_error_km(event)
+        if profile.last_fix and err is not None:
             fts, flat, flon, ferr, _fcc = profile.last_fix
-            dist = haversine_km(flat, flon, event.lat, event.lon)
-            x.distance_km = dist
-            x.travel_error_km = err + ferr
             dt_h = abs(ts - fts) / HOUR_MS
-            x.speed_kmh = max(0.0, dist - x.travel_error_km) / max(dt_h, 1 / 60)
+            if dt_h < 24:
+                dist = haversine_km(flat, flon, event.lat, event.lon)
+                x.distance_km = dist
+                x.travel_error_km = err + ferr
+                x.speed_kmh = max(0.0, dist - x.travel_error_km) / max(dt_h, 1 / 60)
     elif ip_entry is not None and ip_entry[4]:
         x.country = ip_entry[4]
         x.country_new = False
@@ -197,8 +229,9 @@ def build_context(profile: Profile, event: Event, cfg: Config, facts: EventFacts
     return x
 
 
-def observe(profile: Profile, x: Context, cfg: Config) -> None:
-    """Learn ``x.event`` into ``profile``: the profile's side of online learning."""
+def observe(profile: Profile, x: Context, cfg: Config, risk: float = 0.0) -> None:
+    """Learn ``x.event`` into ``profile``: the profile's side of online learning. A young device
+    on an event that raised an alert (``risk``) stays suspect until a verdict clears it."""
     event, ts = x.event, x.ts
     p = profile
     if p.n_events == 0 or ts < p.first_ts:
@@ -207,7 +240,9 @@ def observe(profile: Profile, x: Context, cfg: Config) -> None:
         p.last_ts = ts
     p.n_events += 1
     if event.device_id:
-        touch(p.devices, event.device_id, ts, MAX_DEVICES)
+        d = touch(p.devices, event.device_id, ts, MAX_DEVICES)
+        if risk >= cfg.policy.alert_at and x.device_young and d[3] == 0:
+            d[3] = -1
     if event.ip:
         entry = touch(p.ips, event.ip, ts, MAX_IPS)
         if len(entry) == 4:
@@ -222,8 +257,8 @@ def observe(profile: Profile, x: Context, cfg: Config) -> None:
         s = touch(p.sessions, event.session_id, ts, MAX_SESSIONS)
         if len(s) == 4:
             s.extend((None, None, None))
-        if event.ip:
-            s[3] = event.ip
+        if event.ip and s[3] is None:
+            s[3] = event.ip  # the network the session started on
             s[4] = x.asn
         if event.device_id:
             s[5] = event.device_id
@@ -234,13 +269,13 @@ def observe(profile: Profile, x: Context, cfg: Config) -> None:
             if len(p.fails) > MAX_FAILS:
                 del p.fails[0]
         elif kind in c.CREDENTIAL_KINDS:
-            suspicious = kind == "sim_change" or x.untrusted or bool(x.fails_recent and x.fails_recent >= 3)
+            suspicious = kind == "sim_change" or x.untrusted
             p.creds[kind] = [ts, event.event_id, int(suspicious)]
-        elif kind == "device_bound" and event.device_id and not x.device_young:
+        elif kind == "device_bound" and event.device_id and not x.device_young and p.devices[event.device_id][3] == 0:
             p.devices[event.device_id][3] = 1
     elif type(event) is LocationEvent:
-        err = IP_GEO_ERROR_KM if kind == "ip_geo" else (event.accuracy_m or 50.0) / 1000.0
-        if not p.last_fix or ts >= p.last_fix[0]:
+        err = fix_error_km(event)
+        if err is not None and (not p.last_fix or ts >= p.last_fix[0]):
             p.last_fix = [ts, event.lat, event.lon, err, event.country]
         if event.country:
             touch(p.countries, event.country, ts, MAX_COUNTRIES)

@@ -58,12 +58,17 @@ class CredentialThenMoney(Rule):
         if kind == "payee_added":
             return self.finding(0.55 if suspicious else 0.15, "NEW_PAYEE_AFTER_CHANGE", sim)
         if x.money_out:
-            score = 0.55 if suspicious else 0.1
+            risky_money = bool(x.payee_new or (x.drain_ratio or 0) >= 0.5 or (x.credit_ratio or 0) >= 0.5
+                               or kind in ("withdrawal", "transfer_out") or (x.amount_z or 0) > 2)
+            if suspicious:
+                score = 0.75 if risky_money else 0.5
+            else:
+                score = 0.1
             if x.payee_new:
-                score += 0.15
+                score += 0.1
             if (x.drain_ratio or 0) >= 0.5 or (x.credit_ratio or 0) >= 0.5:
-                score += 0.15
+                score += 0.1
             return self.finding(score, "MONEY_OUT_AFTER_CHANGE", sim)
-        if kind == "login_success" and x.sim_age_h is not None and x.device_new:
+        if kind == "login_success" and x.sim_age_h is not None and x.device_young:
             return self.finding(0.45, "SIM_SWAP", "NEW_DEVICE_LOGIN")
         return None

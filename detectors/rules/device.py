@@ -29,9 +29,17 @@ class NewDevice(Rule):
             if risky:
                 return self.finding(0.55, "NEW_DEVICE_LOGIN", "RISKY_DEVICE")
             return self.finding(0.3, "NEW_DEVICE_LOGIN")
-        if x.money_out and x.device_young and x.established:
-            # money leaving from a device younger than the trust window
-            return self.finding(0.4, "NEW_DEVICE_LOGIN")
+        if (x.money_out or x.kind == "payee_added") and x.device_young and x.established:
+            # money leaving from a device younger than the trust window; more so from a device
+            # that already raised an alert, while a step-up is pending, or to a new payee
+            if x.kind == "payee_added":
+                return self.finding(0.45 if x.device_suspect else 0.25, "NEW_DEVICE_LOGIN")
+            score = 0.6 if (x.device_suspect or x.restricted == "step_up") else 0.35
+            if x.payee_new:
+                score += 0.15
+            if (x.drain_ratio or 0.0) >= 0.5 or (x.credit_ratio or 0.0) >= 0.5:
+                score += 0.15
+            return self.finding(min(score, 0.75), "NEW_DEVICE_LOGIN")  # alone: a step-up at most
         if risky and x.kind in SIGN_IN:
             return self.finding(0.3, "RISKY_DEVICE")
         return None

@@ -1,0 +1,432 @@
+"""Behaviour anomaly: Half-Space Trees over the event features, calibrated to percentiles.
+
+How it works
+------------
+Each event group it watches gets its own River pipeline
+``preprocessing.MinMaxScaler() | anomaly.HalfSpaceTrees(...)`` and its own
+:class:`~detectors.models.calibration.PercentileCalibrator`:
+
+* ``"money_out"``: money leaving the account (``x.money_out``);
+* ``"login"``: successful sign-ins (``x.kind == "login_success"``).
+
+Other events are not looked at (``None``, at no cost). Groups are kept apart because their
+features and their base rates differ: mixed together, every payment would look rare next to the
+far more common logins. Each group reads a fixed list of features from ``x.features()``, with a
+neutral default when one is absent (:data:`FEATURES`), so the trees always see the same
+dimensions and a missing field is tolerated. The scaler starts from each feature's natural range
+(a flag is 0 or 1), so a flag that never varied in training still reaches the trees. Features that are constant within a group (say
+``country_new`` on a transaction) are left out: they would only waste tree levels.
+
+Scoring and learning
+--------------------
+An event is scored *before* the model learns from it. The raw Half-Space Trees score is turned
+into its percentile among the raw scores of the group's past events (at the resolution of a
+200-bin histogram). The calibrator counts the raw score of every event of the group that the
+engine did not judge risky, *including* the ones this detector flags: leaving those out too
+would make every flag lower the next threshold, and the share of events flagged would creep up
+instead of staying near ``1 - flag_at``. Leaving out the risky ones keeps a caught attack from
+diluting its own percentile; a burst nobody catches does dilute it (Half-Space Trees are weak on
+bursts anyway: that is the burst detector's job).
+
+The trees and scaler do **not** learn from an event that
+
+* the detector flags (calibrated percentile >= ``flag_at``, once warm), or
+* the engine judged risky (the fused ``risk`` passed to :meth:`BehaviourAnomaly.learn` is
+  >= :data:`RISK_NO_LEARN`),
+
+so an attack cannot teach the model that attacks are normal (the idea of River's
+``anomaly.ThresholdFilter``). A group stays cold, and scores ``None``, until it has learned from
+``min_learned`` events.
+
+From percentile to risk
+-----------------------
+This is a supporting signal: it must never freeze an account alone. The contribution is 0
+(no finding) below the 95th percentile and grows with the *rarity* of the event, linearly in
+``log(1 - p)``, up to :data:`MAX_SCORE` at the 99.9th percentile and above::
+
+    s(p) = 0.4 * clip(log(0.05 / (1 - p)) / log(50), 0, 1)      (p >= 0.95)
+
+    p      0.95   0.97   0.99   0.995  0.999+
+    s(p)   0.0    0.05   0.16   0.24   0.40
+
+Cost
+----
+10 trees of height 6, one tree walk to score and one to learn: about 40 µs per watched event on
+the development machine (see the report of issue 4), nothing for the other events.
+
+Examples
+--------
+>>> import random
+>>> from detectors.features import Context
+>>> from detectors.facts import NO_FACTS
+>>> def login(fails=0, device_new=False, hour_share=0.08):
+...     x = Context()
+...     x.kind, x.money_out, x.facts = "login_success", False, NO_FACTS
+...     x.fails_recent, x.device_new, x.device_young, x.hour_share = fails, device_new, device_new, hour_share
+...     return x
+>>> rng = random.Random(7)
+>>> model = BehaviourAnomaly(seed=42, min_learned=300)
+>>> for _ in range(1000):
+...     x = login(fails=rng.choice((0, 0, 0, 1)), hour_share=rng.uniform(0.04, 0.12))
+...     _ = model.score(x)
+...     model.learn(x, risk=0.0)
+>>> model.score(login()) is None  # ordinary: below the 95th percentile
+True
+>>> model.score(login(fails=12, device_new=True, hour_share=0.0))
+Finding(detector='behaviour_anomaly', score=0.4, reasons=('BEHAVIOUR_ANOMALY',), family='model')
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+from river import anomaly, compose, preprocessing
+
+from detectors.base import Finding
+from detectors.models import _snapshot
+from detectors.models.calibration import PercentileCalibrator
+
+if TYPE_CHECKING:  # pragma: no cover
+    from detectors.features import Context
+
+__all__ = ["BehaviourAnomaly", "FEATURES", "GROUPS", "MAX_SCORE", "RISK_NO_LEARN", "contribution"]
+
+_BIN = (0.0, 0.0, 1.0)
+#: The event groups, each with the features it reads: ``(name, default when absent, low, high)``.
+#: ``low``/``high`` is the feature's natural range, used to warm-start the ``MinMaxScaler`` so a
+#: flag never seen in training (a new device, say) is still visible to the trees; ``None`` means
+#: the range is learned from the data alone. The scaler widens the range when data exceed it.
+FEATURES: dict[str, tuple[tuple[str, float, float | None, float | None], ...]] = {
+    "money_out": (
+        ("device_new", *_BIN), ("device_young", *_BIN), ("ip_new", *_BIN), ("asn_new", *_BIN),
+        ("risky_network", *_BIN), ("fails", 0.0, 0.0, 10.0), ("cred_recent", *_BIN),
+        ("ip_accounts", 0.0, 0.0, 10.0), ("log_amount", 0.0, None, None),
+        ("amount_z", 0.0, -3.0, 6.0), ("hour_share", 1 / 24, 0.0, 0.25), ("drain", *_BIN),
+        ("credit", *_BIN),
+    ),
+    "login": (
+        ("device_new", *_BIN), ("device_young", *_BIN), ("ip_new", *_BIN), ("asn_new", *_BIN),
+        ("risky_network", *_BIN), ("fails", 0.0, 0.0, 10.0), ("cred_recent", *_BIN),
+        ("ip_accounts", 0.0, 0.0, 10.0), ("burst", *_BIN), ("hour_share", 1 / 24, 0.0, 0.25),
+    ),
+}
+GROUPS = tuple(FEATURES)
+
+#: Events whose fused risk reaches this are never learned from (the policy's ``step_up_at``).
+RISK_NO_LEARN = 0.65
+#: The largest contribution of this detector, at the 99.9th percentile and above.
+MAX_SCORE = 0.4
+_FLOOR, _TOP = 0.95, 0.999
+_LOG_SPAN = math.log((1 - _FLOOR) / (1 - _TOP))
+
+#: Histogram bins of the calibrator.
+CALIBRATION_BINS = 200
+
+_STATE_VERSION = 1
+
+
+def contribution(p: float) -> float:
+    """The risk contribution of a calibrated percentile ``p`` (see the module docstring).
+
+    >>> [round(contribution(p), 2) for p in (0.5, 0.95, 0.99, 0.999, 1.0)]
+    [0.0, 0.0, 0.16, 0.4, 0.4]
+    """
+    if p <= _FLOOR:
+        return 0.0
+    if p >= _TOP:
+        return MAX_SCORE
+    return MAX_SCORE * math.log((1 - _FLOOR) / (1 - p)) / _LOG_SPAN
+
+
+class _Group:
+    """The model of one event group: the River pipeline, its calibrator and counters.
+
+    Scoring and learning take a fast path that gives exactly (bit for bit) what
+    ``pipeline.score_one`` / ``pipeline.learn_one`` give, checked by ``tests/test_models.py``:
+
+    * the scaler's ranges are mirrored in ``lo`` / ``hi``, so the scaled vector is computed once
+      per event, and the scaler is only asked to learn when a value falls outside its range
+      (otherwise learning would not change it);
+    * the trees are walked once: the score walk records its path in each tree, and learning
+      (the same scaled vector, hence the same paths) adds the mass along it, going on from where
+      the score walk stopped early.
+    """
+
+    __slots__ = ("pipeline", "scaler", "hst", "calibrator", "n_learned", "n_skipped", "lo", "hi")
+
+    def __init__(self, group: str, pipeline: compose.Pipeline, calibrator: PercentileCalibrator,
+                 n_learned: int = 0, n_skipped: int = 0) -> None:
+        self.pipeline = pipeline
+        self.scaler, self.hst = pipeline.steps.values()
+        self.calibrator = calibrator
+        self.n_learned = n_learned
+        self.n_skipped = n_skipped
+        mins, maxs = self.scaler.min, self.scaler.max  # (defaultdicts: read without inserting)
+        self.lo = {k: mins[k].get() if k in mins else math.inf for k, *_ in FEATURES[group]}
+        self.hi = {k: maxs[k].get() if k in maxs else -math.inf for k, *_ in FEATURES[group]}
+
+    def scale(self, v: dict[str, float]) -> dict[str, float]:
+        """``scaler.transform_one(v)`` (same arithmetic), without touching the scaler."""
+        lo, hi = self.lo, self.hi
+        out = {}
+        for k, xi in v.items():
+            a = lo[k]
+            d = hi[k] - a
+            out[k] = (xi - a) / d if d else 0.0
+        return out
+
+    def score(self, s: dict[str, float]) -> tuple[float | None, list | None]:
+        """The raw HST score of the scaled vector ``s`` and the path walked in each tree;
+        ``(None, None)`` until the first window is complete."""
+        hst = self.hst
+        if hst._first_window:
+            return None, None
+        limit = 0.1 * hst.window_size
+        height = hst.height
+        score = 0.0
+        paths = []
+        for node in hst.trees:  # as river.anomaly.hst._walk_score, recording the path
+            path = [node]
+            depth_pow = 1
+            tree_score = 0.0
+            for _ in range(height):
+                r = node.r_mass
+                tree_score += r * depth_pow
+                if r < limit:
+                    break
+                c = node.children
+                node = c[0] if s[node.feature] < node.threshold else c[1]
+                path.append(node)
+                depth_pow <<= 1
+            else:
+                tree_score += node.r_mass * depth_pow
+            score += tree_score
+            paths.append(path)
+        return 1 - score / (hst.n_trees * hst.window_size * (2 ** (hst.height + 1) - 1)), paths
+
+    def learn(self, v: dict[str, float], s: dict[str, float], paths: list | None) -> None:
+        """``pipeline.learn_one(v)``, given ``s = scale(v)`` and the paths of ``score(s)``."""
+        lo, hi = self.lo, self.hi
+        for k, xi in v.items():
+            if not lo[k] <= xi <= hi[k]:  # the scaler learns something: rescale
+                scaler = self.scaler
+                scaler.learn_one(v)
+                for key in v:
+                    lo[key] = scaler.min[key].get()
+                    hi[key] = scaler.max[key].get()
+                s, paths = self.scale(v), None
+                break
+        hst = self.hst
+        if paths is None or not hst.trees:
+            hst.learn_one(s)
+            return
+        height = hst.height
+        for path in paths:  # as river.anomaly.hst._walk_learn, going on from the score walk
+            for node in path:
+                node.l_mass += 1
+            node = path[-1]
+            for _ in range(height + 1 - len(path)):
+                c = node.children
+                node = c[0] if s[node.feature] < node.threshold else c[1]
+                node.l_mass += 1
+        hst.counter += 1  # as HalfSpaceTrees.learn_one: pivot the masses after a window
+        if hst.counter == hst.window_size:
+            for nodes in hst._tree_nodes:
+                for node in nodes:
+                    node.r_mass = node.l_mass
+                    node.l_mass = 0
+            hst._first_window = False
+            hst.counter = 0
+
+
+class BehaviourAnomaly:
+    """Streaming anomaly detector of money-out and login behaviour (Half-Space Trees).
+
+    Parameters
+    ----------
+    seed
+        Seed of the trees' random splits; the same seed and the same events give the same scores.
+    n_trees
+        Half-Space Trees per group.
+    height
+        Height of each tree (a tree has ``2 ** (height + 1) - 1`` nodes).
+    window_size
+        Observations per HST window: the reference mass is that of the previous window.
+    flag_at
+        Calibrated percentile at or above which an event is flagged, and not learned from.
+    min_learned
+        Events a group must have learned from before it scores (cold start: ``None``).
+    events
+        The groups to watch, among :data:`GROUPS`.
+
+    Examples
+    --------
+    >>> BehaviourAnomaly(flag_at=1.5)
+    Traceback (most recent call last):
+    ...
+    ValueError: flag_at must be within (0, 1), got 1.5
+    >>> BehaviourAnomaly(events=("payments",))
+    Traceback (most recent call last):
+    ...
+    ValueError: events: unknown group(s) ['payments']; known: money_out, login
+    """
+
+    name = "behaviour_anomaly"
+    family = "model"
+
+    def __init__(self, seed: int = 0, n_trees: int = 10, height: int = 6, window_size: int = 250,
+                 flag_at: float = 0.99, min_learned: int = 500,
+                 events: tuple[str, ...] = ("money_out", "login")) -> None:
+        if not isinstance(seed, int):
+            raise ValueError(f"seed must be an integer, got {seed!r}")
+        for pname, value, low in (("n_trees", n_trees, 1), ("height", height, 1),
+                                  ("window_size", window_size, 2), ("min_learned", min_learned, 0)):
+            if not isinstance(value, int) or value < low:
+                raise ValueError(f"{pname} must be an integer >= {low}, got {value!r}")
+        if not 0.0 < flag_at < 1.0:
+            raise ValueError(f"flag_at must be within (0, 1), got {flag_at!r}")
+        unknown = sorted(set(events) - set(GROUPS))
+        if isinstance(events, str) or unknown or not events:
+            raise ValueError(f"events: unknown group(s) {unknown or [events]}; known: {', '.join(GROUPS)}")
+        self.seed = seed
+        self.n_trees = n_trees
+        self.height = height
+        self.window_size = window_size
+        self.flag_at = flag_at
+        self.min_learned = min_learned
+        self.events = tuple(events)
+        self._groups: dict[str, _Group] = {}  # built lazily, on a group's first event
+        self._money = "money_out" in self.events
+        self._login = "login" in self.events
+        # (context, assessment) of the last score(), reused by learn() on the same context
+        self._cache: tuple[object, tuple] | None = None
+
+    # -- helpers -----------------------------------------------------------------------------------
+    def _group_of(self, x: "Context") -> str | None:
+        if x.money_out:
+            return "money_out" if self._money else None
+        if x.kind == "login_success":
+            return "login" if self._login else None
+        return None
+
+    @staticmethod
+    def _vector(x: "Context", group: str) -> dict[str, float]:
+        f = x.features()
+        return {k: f.get(k, d) for k, d, _lo, _hi in FEATURES[group]}
+
+    @classmethod
+    def _assess(cls, x: "Context", group: str, g: _Group) -> tuple:
+        """``(vector, scaled vector, raw score or None, tree paths or None)`` of ``x``."""
+        v = cls._vector(x, group)
+        s = g.scale(v)
+        return (v, s, *g.score(s))
+
+    def _new_group(self, group: str) -> _Group:
+        hst = anomaly.HalfSpaceTrees(n_trees=self.n_trees, height=self.height,
+                                     window_size=self.window_size,
+                                     seed=self.seed * len(GROUPS) + GROUPS.index(group))
+        scaler = preprocessing.MinMaxScaler()
+        scaler.learn_one({k: lo for k, _d, lo, _hi in FEATURES[group] if lo is not None})
+        scaler.learn_one({k: hi for k, _d, _lo, hi in FEATURES[group] if hi is not None})
+        return _Group(group, scaler | hst, PercentileCalibrator(CALIBRATION_BINS))
+
+    # -- the detector protocol -----------------------------------------------------------------
+    def score(self, x: "Context") -> Finding | None:
+        """Judge the event against the group's model; ``None`` when cold, unwatched or ordinary."""
+        self._cache = None
+        group = self._group_of(x)
+        if group is None:
+            return None
+        g = self._groups.get(group)
+        if g is None or g.n_learned < self.min_learned:
+            return None
+        a = self._assess(x, group, g)
+        self._cache = (x, a)
+        raw = a[2]
+        if raw is None:  # pragma: no cover - min_learned < window_size
+            return None
+        s = contribution(g.calibrator.percentile(raw))
+        if s <= 0.0:
+            return None
+        return Finding(self.name, s, ("BEHAVIOUR_ANOMALY",), self.family)
+
+    def percentile(self, x: "Context") -> float | None:
+        """The calibrated percentile of ``x`` in its group (``None`` if unwatched or untrained)."""
+        group = self._group_of(x)
+        g = self._groups.get(group) if group else None
+        if g is None:
+            return None
+        raw = self._assess(x, group, g)[2]
+        return None if raw is None else g.calibrator.percentile(raw)
+
+    def learn(self, x: "Context", risk: float) -> None:
+        """Count the event's raw score, then learn it unless flagged or ``risk`` is high."""
+        cache, self._cache = self._cache, None
+        group = self._group_of(x)
+        if group is None:
+            return
+        g = self._groups.get(group)
+        if g is None:
+            g = self._groups[group] = self._new_group(group)
+        v, s, raw, paths = cache[1] if cache is not None and cache[0] is x else self._assess(x, group, g)
+        risky = risk >= RISK_NO_LEARN
+        flagged = False
+        if raw is not None:
+            if g.n_learned >= self.min_learned:
+                flagged = g.calibrator.percentile(raw) >= self.flag_at
+            if not risky:
+                g.calibrator.update(raw)
+        if flagged or risky:
+            g.n_skipped += 1
+            return
+        g.learn(v, s, paths)
+        g.n_learned += 1
+
+    def learn_verdict(self, features: dict[str, float], is_ato: bool) -> None:
+        """Unsupervised: verdicts are not used."""
+        return None
+
+    # -- inspection ----------------------------------------------------------------------------------
+    def n_learned(self, group: str) -> int:
+        """Events the group's model has learned from."""
+        g = self._groups.get(group)
+        return 0 if g is None else g.n_learned
+
+    def n_skipped(self, group: str) -> int:
+        """Events of the group not learned from (flagged, or high fused risk)."""
+        g = self._groups.get(group)
+        return 0 if g is None else g.n_skipped
+
+    # -- state -------------------------------------------------------------------------------------
+    def _params(self) -> dict:
+        return {"seed": self.seed, "n_trees": self.n_trees, "height": self.height,
+                "window_size": self.window_size, "flag_at": self.flag_at,
+                "min_learned": self.min_learned, "events": list(self.events)}
+
+    def state(self) -> bytes:
+        """The pipelines (pickled: River models are object graphs; snapshots are HMAC-signed by
+        the stream worker) with the calibrators and counters."""
+        groups = {name: (g.pipeline, g.calibrator.to_state(), g.n_learned, g.n_skipped)
+                  for name, g in self._groups.items()}
+        return _snapshot.dumps({"version": _STATE_VERSION, "params": self._params(), "groups": groups})
+
+    def load_state(self, data: bytes) -> None:
+        """Restore :meth:`state`; empty bytes reset the detector to cold."""
+        self._cache = None
+        if not data:
+            self._groups = {}
+            return
+        obj = _snapshot.loads(data)
+        if not isinstance(obj, dict) or obj.get("version") != _STATE_VERSION:
+            raise ValueError("not a behaviour_anomaly state of version %d" % _STATE_VERSION)
+        if obj["params"] != self._params():
+            raise ValueError(f"behaviour_anomaly state was saved with {obj['params']}, "
+                             f"this detector has {self._params()}")
+        self._groups = {name: _Group(name, p, PercentileCalibrator.from_state(cal), n, k)
+                        for name, (p, cal, n, k) in obj["groups"].items()}
+
+    def __repr__(self) -> str:
+        return (f"BehaviourAnomaly(seed={self.seed}, n_trees={self.n_trees}, height={self.height}, "
+                f"window_size={self.window_size}, flag_at={self.flag_at}, "
+                f"min_learned={self.min_learned}, events={self.events!r})")

@@ -1,0 +1,33 @@
+# Developer shortcuts. .ci/run drives the same targets on a clean clone.
+#
+#   make venv    .venv with atoguard installed editable, plus the test tools
+#   make jars    the Kafka broker jars from Maven Central (cached; see streams/broker.py)
+#   make test    the whole test suite: .venv/bin/pytest -q
+#                (starts its own broker, or uses ATOGUARD_TEST_BOOTSTRAP=host:port)
+#   make demo    broker, topics, worker and simulated traffic, then the report
+#   make bench   the benchmarks
+
+PYTHON ?= python3.11
+VENV   := .venv
+
+.PHONY: venv jars test demo bench
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --disable-pip-version-check -e '.[test]'
+	touch $@
+
+jars: venv
+	$(VENV)/bin/atoguard broker fetch
+
+test:
+	$(VENV)/bin/pytest -q
+
+demo: venv
+	$(VENV)/bin/atoguard demo
+
+bench: venv
+	@if [ -f bench/run.py ]; then $(VENV)/bin/python bench/run.py; \
+	else echo "no benchmark yet: bench/run.py is missing"; fi

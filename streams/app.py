@@ -1,0 +1,460 @@
+"""The stream worker as a Faust app: ``create_app(settings, cfg, options) -> faust.App``.
+
+Topology (``P`` = the input topics' partition count = ``cfg.shards``)::
+
+    <prefix>device ─┐
+    <prefix>location ─┤ accounts agent (concurrency 1)     ──> <prefix>commands
+    <prefix>transaction ─┤   decode (ours) -> Engine.handle  ──> <prefix>alerts (CloudEvents headers)
+    <prefix>verdicts ─┘   table <app_id>-profiles         ──> <prefix>dead-letter
+                           │ logins, ip_geo fixes, re-keyed by source
+                           v
+                    <app_id>-sources ──> sources agent, table <app_id>-sources
+                                            │ facts per IP / device (hourly windows, MIDAS-R)
+                                            v
+                    <app_id>-facts (compacted) ──> FactsFollower (every worker, all partitions)
+                                                   -> ExternalFacts of the engine
+
+* Input topics are declared raw (bytes in, bytes out) and decoded by
+  :func:`detectors.events.decode_or_dead_letter`, so bad input reaches the dead-letter topic with
+  its real topic name, partition and offset instead of being skipped by Faust.
+* One agent reads all four input topics, so the events of one account go through one agent in
+  partition order; concurrency stays 1 (faust #606).
+* Profiles are bytes in the Faust table ``profiles`` (changelog ``<app_id>-profiles-changelog``)
+  through :class:`detectors.engine.BytesStore`; the engine ignores repeated event ids, so a
+  redelivered event changes nothing.
+* No lost outputs after a crash: when an event produces commands or alerts, the worker waits
+  until Kafka has acknowledged them *before* it writes the profile (which marks the event as
+  seen) to the table. A crash in between replays the event, which emits the same outputs again
+  with the same deterministic ids; consumers drop repeats by ``command_id`` / ``ce_id``.
+  Offsets are committed only after the producer is flushed (Faust), so it is at least once.
+* Models: one :class:`~detectors.engine.Engine` per worker, sharded like the partitions;
+  snapshotted to a signed file (:mod:`streams.snapshots`) on a timer and at shutdown, loaded at
+  start. Models of a partition that moves to another worker start from that worker's state.
+* Metrics at ``/metrics`` on the web port (:mod:`streams.metrics`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import faust
+import orjson
+
+from detectors import contract as c
+from detectors.config import Config
+from detectors.engine import BytesStore, Engine
+from detectors.events import DeadLetter, Verdict, decode_or_dead_letter
+from detectors.facts import ExternalFacts
+from detectors.outputs import Output
+from streams.facts_agents import FactsFollower, apply_source_message, source_messages
+from streams.metrics import CONTENT_TYPE, WorkerMetrics
+from streams.settings import Settings
+from streams.snapshots import SnapshotRefused, load_snapshot, save_snapshot
+from streams.topics import topic_name
+
+__all__ = ["PartitionMismatch", "WorkerOptions", "Runtime", "check_input_partitions", "create_app",
+           "ensure_internal_topics", "internal_topic_names"]
+
+log = logging.getLogger("atoguard.worker")
+
+RAW = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
+#: table keys are account ids (JSON strings in the changelog), values raw bytes
+TABLE_RAW = {"key_type": str, "value_type": bytes}
+
+
+class PartitionMismatch(RuntimeError):
+    """The input topics are missing or not co-partitioned; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class WorkerOptions:
+    """How one worker process runs (the engine's policy is in :class:`Config`).
+
+    ``app_id`` defaults to ``<prefix>worker``: the consumer group, and the prefix of the
+    internal topics (``<app_id>-profiles-changelog``, ``<app_id>-sources``, ``<app_id>-facts``).
+    Each worker process needs its own ``data_dir`` (RocksDB locks its files).
+    """
+
+    app_id: str | None = None
+    store: str = "rocksdb"                 # or "memory"
+    data_dir: Path = Path(".atoguard/worker")
+    web_host: str = "127.0.0.1"
+    web_port: int = 6066
+    web_enabled: bool = True
+    snapshot_path: Path | None = None      # default <data_dir>/<app_id>.models.snap
+    snapshot_interval_s: float = 60.0
+    instance_id: str | None = None         # static group membership (no rebalance on restart)
+    session_timeout_s: float = 30.0
+    standby_replicas: int = 1
+    commit_interval_s: float = 1.0
+    stream_buffer_maxsize: int = 4096
+    max_poll_records: int | None = None
+    producer_linger_ms: int = 1
+    follow_facts: bool = True
+    extra: dict[str, Any] = field(default_factory=dict)  # more faust settings, verbatim
+
+    def resolved_app_id(self, settings: Settings) -> str:
+        return self.app_id or f"{settings.topic_prefix}worker"
+
+    def resolved_snapshot(self, settings: Settings) -> Path:
+        return self.snapshot_path or (self.data_dir / f"{self.resolved_app_id(settings)}.models.snap")
+
+
+def internal_topic_names(app_id: str) -> dict[str, str]:
+    """Our own internal topics (Faust names the table changelogs itself)."""
+    return {"sources": f"{app_id}-sources", "facts": f"{app_id}-facts"}
+
+
+# -- start-up checks ---------------------------------------------------------------------------
+
+def check_input_partitions(settings: Settings, timeout_s: float = 30.0) -> int:
+    """The partition count shared by the four input topics; :class:`PartitionMismatch` when a
+    topic is missing or the counts differ (the account's events must be co-partitioned)."""
+    from kafka import KafkaConsumer
+
+    names = [topic_name(t, settings.topic_prefix) for t in c.INPUT_TOPICS]
+    consumer = KafkaConsumer(bootstrap_servers=settings.servers(), client_id="atoguard-check",
+                             request_timeout_ms=int(timeout_s * 1000))
+    try:
+        deadline = time.monotonic() + timeout_s
+        counts: dict[str, int | None] = {}
+        while True:
+            topics = consumer.topics()
+            counts = {n: (len(consumer.partitions_for_topic(n) or ()) if n in topics else None) for n in names}
+            if all(counts.values()) or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+    finally:
+        consumer.close()
+    missing = [n for n, k in counts.items() if not k]
+    if missing:
+        raise PartitionMismatch(f"input topic(s) {', '.join(missing)} do not exist on "
+                                f"{settings.bootstrap_servers}; create them with `atoguard topics create` "
+                                f"(same --topic-prefix {settings.topic_prefix!r})")
+    distinct = set(counts.values())
+    if len(distinct) != 1:
+        table = ", ".join(f"{n}={k}" for n, k in counts.items())
+        raise PartitionMismatch(f"input topics are not co-partitioned ({table}); every input topic must have "
+                                "the same partition count so one account's events meet in one worker")
+    return distinct.pop()
+
+
+def ensure_internal_topics(settings: Settings, app_id: str, partitions: int) -> None:
+    """Create ``<app_id>-sources`` and the compacted ``<app_id>-facts`` if they do not exist."""
+    from kafka import KafkaAdminClient
+    from kafka import errors as kafka_errors
+
+    names = internal_topic_names(app_id)
+    request = {
+        names["sources"]: {"num_partitions": partitions, "replication_factor": settings.replication_factor,
+                           "configs": {"cleanup.policy": "delete", "retention.ms": str(7 * 86_400_000)}},
+        names["facts"]: {"num_partitions": partitions, "replication_factor": settings.replication_factor,
+                         "configs": {"cleanup.policy": "compact"}},
+    }
+    admin = KafkaAdminClient(bootstrap_servers=settings.servers(), client_id="atoguard-worker-admin")
+    try:
+        response = admin.create_topics(request, timeout_ms=30_000, raise_errors=False)
+        for topic in response["topics"]:
+            error = kafka_errors.for_code(topic["error_code"])
+            if error not in (kafka_errors.NoError, kafka_errors.TopicAlreadyExistsError):
+                raise error(f"creating {topic['name']}: {topic.get('error_message') or error.message}")
+        admin.wait_for_topics(list(request), timeout_ms=30_000)
+    finally:
+        admin.close()
+
+
+# -- the worker's state and per-message work ------------------------------------------------------
+
+class _PendingProfile:
+    """The mapping under the engine's BytesStore: reads go to the table, the one write of an
+    event is held back until the event's outputs are acknowledged (see the module docstring)."""
+
+    __slots__ = ("table", "key", "value")
+
+    def __init__(self, table: Any) -> None:
+        self.table = table
+        self.key: str | None = None
+        self.value: bytes | None = None
+
+    def get(self, key: str) -> bytes | None:
+        return self.table.get(key)
+
+    def __setitem__(self, key: str, value: bytes) -> None:
+        self.key, self.value = key, value
+
+    def flush(self) -> None:
+        if self.key is not None:
+            self.table[self.key] = self.value
+            self.key = self.value = None
+
+
+class Runtime:
+    """What the agents of one app share: the engine, its facts, the metrics, the topics."""
+
+    def __init__(self, settings: Settings, cfg: Config, options: WorkerOptions) -> None:
+        self.settings = settings
+        self.cfg = cfg
+        self.options = options
+        self.prefix = settings.topic_prefix
+        self.facts = ExternalFacts()
+        self.engine = Engine(cfg, self.facts)
+        self.metrics = WorkerMetrics()
+        self.snapshot_path = options.resolved_snapshot(settings)
+        self.app: faust.App | None = None
+        self.profiles: Any = None
+        self.pending: _PendingProfile | None = None
+        self.store: BytesStore | None = None
+        self.outputs: dict[str, Any] = {}
+        self.sources_topic: Any = None
+        self.follower: FactsFollower | None = None
+        self.burst = None
+        if "login_burst" in cfg.detectors:
+            from detectors.burst_facts import BurstScorer
+            self.burst = BurstScorer(seed=cfg.seed)
+        self._logical = {topic_name(t, self.prefix): t for t in c.INPUT_TOPICS}
+        #: "topic:partition" -> last input offset fully processed by this worker (for /healthz)
+        self.processed: dict[str, int] = {}
+
+    # -- snapshots ---------------------------------------------------------------------------------
+    def load_models(self) -> str:
+        """Load the signed snapshot, if any; returns the outcome (also counted in metrics)."""
+        try:
+            models = load_snapshot(self.snapshot_path, key=self.cfg.keys.snapshot_hmac, shards=self.cfg.shards)
+        except SnapshotRefused as exc:
+            log.error("REFUSED model snapshot: %s; starting with fresh models", exc)
+            outcome = "refused"
+        except OSError as exc:
+            log.error("cannot read model snapshot %s: %s; starting with fresh models", self.snapshot_path, exc)
+            outcome = "refused"
+        else:
+            if models is None:
+                log.info("no model snapshot at %s; starting with fresh models", self.snapshot_path)
+                outcome = "missing"
+            else:
+                self.engine.restore(models)
+                log.info("loaded model snapshot %s (%d shard(s))", self.snapshot_path, len(models))
+                outcome = "loaded"
+        self.metrics.snapshots.inc(outcome=outcome)
+        return outcome
+
+    def save_models(self) -> None:
+        models = self.engine.snapshot()
+        if not models:
+            return
+        save_snapshot(self.snapshot_path, models, key=self.cfg.keys.snapshot_hmac, shards=self.cfg.shards,
+                      policy_version=self.cfg.policy.version)
+        self.metrics.snapshots.inc(outcome="saved")
+        log.info("saved model snapshot %s (%d shard(s))", self.snapshot_path, len(models))
+
+    # -- one input message -------------------------------------------------------------------------
+    async def process(self, message: Any) -> None:
+        await self._process(message)
+        self.processed[f"{message.topic}:{message.partition}"] = message.offset
+
+    async def _process(self, message: Any) -> None:
+        received = message.time_in if message.time_in is not None else time.monotonic()
+        topic = message.topic
+        logical = self._logical.get(topic)
+        record = decode_or_dead_letter(topic, message.value, message.key, partition=message.partition,
+                                       offset=message.offset, logical_topic=logical)
+        m = self.metrics
+        if type(record) is DeadLetter:
+            m.dead_letters.inc(topic=logical or topic, reason=record.reason)
+            self.engine.counts["dead_letters"] += 1
+            await self.outputs[c.DEAD_LETTER].send(key=message.key, value=orjson.dumps(record.to_dict()))
+            return
+        engine = self.engine
+        self.pending.key = None
+        duplicates = engine.counts["duplicates"]
+        outputs = engine.handle(record, self.store)
+        if engine.counts["duplicates"] != duplicates:
+            m.duplicates.inc(topic=logical)
+            return
+        m.events.inc(topic=logical, kind=record.label if type(record) is Verdict else record.kind)
+        if self.sources_topic is not None:
+            for key, value in source_messages(record):
+                await self.sources_topic.send(key=key, value=value)
+        if outputs:
+            await self.emit(outputs, record.ts, received)
+        self.pending.flush()
+
+    async def emit(self, outputs: list[Output], event_ts: int, received: float) -> None:
+        """Send ``outputs`` and wait until Kafka has acknowledged every one of them."""
+        futures = []
+        for o in outputs:
+            futures.append(await self.outputs[o.topic].send(
+                key=o.key.encode("utf-8"), value=orjson.dumps(o.value),
+                headers=list(o.headers) if o.headers else None))
+        await asyncio.gather(*futures)
+        m = self.metrics
+        now_mono, now_wall = time.monotonic(), time.time()
+        for o in outputs:
+            if o.topic == c.COMMANDS:
+                m.commands.inc(action=o.value["action"])
+            elif o.topic == c.ALERTS:
+                for reason in o.value["finding_info"]["types"]:
+                    m.alerts.inc(reason=reason)
+            m.receive_latency.observe(max(0.0, now_mono - received), topic=o.topic)
+            m.event_latency.observe(max(0.0, now_wall - event_ts / 1000.0), topic=o.topic)
+
+    async def process_source(self, message: Any) -> None:
+        key = message.key.decode("utf-8", "replace") if message.key else ""
+        fact = apply_source_message(self.sources_table, self.burst, key, message.value)
+        if fact is not None:
+            await self.facts_topic.send(key=message.key, value=fact)
+
+    # -- gauges ------------------------------------------------------------------------------------
+    def lag_rows(self):
+        app = self.app
+        if app is None or app.consumer is None:
+            return []
+        read = app.monitor.tp_read_offsets
+        rows = []
+        for tp in app.consumer.assignment():
+            if tp.topic not in self._logical:
+                continue
+            try:
+                hw = app.consumer.highwater(tp)
+            except Exception:
+                continue
+            if hw is None:
+                continue
+            last = read.get(tp)
+            rows.append(((tp.topic, str(tp.partition)), float(max(0, hw - (last + 1 if last is not None else 0)))))
+        return rows
+
+    _size_cache: tuple[float, list] = (0.0, [])
+
+    def table_rows(self):
+        at, rows = self._size_cache
+        if time.monotonic() - at < 15.0 and rows:
+            return rows
+        rows = [(("profiles",), float(len(self.profiles))), (("sources",), float(len(self.sources_table)))]
+        self._size_cache = (time.monotonic(), rows)
+        return rows
+
+
+# -- the app --------------------------------------------------------------------------------------
+
+def create_app(settings: Settings, cfg: Config, options: WorkerOptions | None = None) -> faust.App:
+    """A fresh Faust app for ``settings`` (broker, prefix, partitions) and ``cfg`` (the engine).
+
+    ``cfg.shards`` must equal ``settings.partitions`` (the input topics' partition count; see
+    :func:`check_input_partitions`). The returned app carries its :class:`Runtime` as
+    ``app.atoguard``.
+    """
+    options = options or WorkerOptions()
+    if cfg.shards != settings.partitions:
+        raise PartitionMismatch(f"cfg.shards={cfg.shards} but the input topics have {settings.partitions} "
+                                "partitions; models are sharded like the partitions, set them equal")
+    app_id = options.resolved_app_id(settings)
+    store = {"rocksdb": "rocksdb://", "memory": "memory://"}.get(options.store, options.store)
+    data_dir = Path(options.data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    conf: dict[str, Any] = dict(
+        broker=[f"kafka://{s}" for s in settings.servers()],
+        store=store,
+        datadir=str(data_dir / "faust"),
+        topic_partitions=settings.partitions,
+        topic_replication_factor=settings.replication_factor,
+        consumer_auto_offset_reset="earliest",
+        table_standby_replicas=options.standby_replicas,
+        broker_session_timeout=options.session_timeout_s,
+        broker_commit_interval=options.commit_interval_s,
+        stream_buffer_maxsize=options.stream_buffer_maxsize,
+        producer_linger_ms=options.producer_linger_ms,
+        web_enabled=options.web_enabled,
+        web_host=options.web_host,
+        web_port=options.web_port,
+        web_in_thread=False,
+    )
+    if options.instance_id:
+        conf["consumer_group_instance_id"] = options.instance_id
+    if options.max_poll_records:
+        conf["broker_max_poll_records"] = options.max_poll_records
+    conf.update(options.extra)
+    app = faust.App(app_id, **conf)
+    rt = Runtime(settings, cfg, options)
+    rt.app = app
+    app.atoguard = rt  # type: ignore[attr-defined]
+
+    prefix = settings.topic_prefix
+    inputs = app.topic(*[topic_name(t, prefix) for t in c.INPUT_TOPICS], **RAW)
+    rt.outputs = {t: app.topic(topic_name(t, prefix), **RAW) for t in c.OUTPUT_TOPICS}
+    internal = internal_topic_names(app_id)
+    sources_in = app.topic(internal["sources"], partitions=settings.partitions, **RAW)
+    rt.sources_topic = sources_in
+    rt.facts_topic = app.topic(internal["facts"], partitions=settings.partitions, compacting=True, **RAW)
+
+    rt.profiles = app.Table("profiles", default=None, partitions=settings.partitions,
+                            help="account profiles (detectors.profile.Profile as bytes)", **TABLE_RAW)
+    rt.sources_table = app.Table("sources", default=None, partitions=settings.partitions,
+                                 help="hourly login windows per IP / device", **TABLE_RAW)
+    rt.pending = _PendingProfile(rt.profiles)
+    rt.store = BytesStore(rt.pending)
+
+    @app.agent(inputs, name="accounts", concurrency=1)
+    async def accounts(stream):
+        async for event in stream.events():
+            await rt.process(event.message)
+
+    @app.agent(sources_in, name="sources", concurrency=1)
+    async def sources(stream):
+        async for event in stream.events():
+            await rt.process_source(event.message)
+
+    rt.accounts_agent, rt.sources_agent = accounts, sources
+
+    if options.follow_facts:
+        rt.follower = FactsFollower(settings.bootstrap_servers, internal["facts"], rt.facts)
+
+        @app.task
+        async def follow_facts():
+            await rt.follower.run()
+
+    if options.snapshot_interval_s > 0:
+        @app.timer(options.snapshot_interval_s)
+        async def snapshot_models():
+            rt.save_models()
+
+    @app.on_before_shutdown.connect
+    async def _on_shutdown(app, **kwargs):
+        if rt.follower is not None:
+            rt.follower.stop()
+        try:
+            rt.save_models()
+        except Exception:
+            log.exception("could not save the model snapshot at shutdown")
+
+    rt.metrics.lag.collect = rt.lag_rows
+    rt.metrics.table_keys.collect = rt.table_rows
+
+    @app.page("/metrics")
+    async def metrics(self, request):
+        return self.bytes(rt.metrics.render(), content_type=CONTENT_TYPE)
+
+    @app.page("/healthz")
+    async def healthz(self, request):
+        assigned = sorted(f"{tp.topic}:{tp.partition}" for tp in (app.consumer.assignment() if app.consumer else ()))
+        return self.json({"app_id": app_id, "events": rt.engine.counts, "processed": rt.processed,
+                          "assigned": assigned, "facts_applied": rt.follower.applied if rt.follower else 0})
+
+    rt.load_models()
+    return app
+
+
+def shards_for(settings: Settings, cfg: Config) -> tuple[Settings, Config]:
+    """Settings and config with the partition count of the live input topics (checked)."""
+    partitions = check_input_partitions(settings)
+    if cfg.shards != partitions:
+        log.warning("cfg.shards=%d but the input topics have %d partitions; using %d shards",
+                    cfg.shards, partitions, partitions)
+        cfg = cfg.replace(shards=partitions)
+    if settings.partitions != partitions:
+        settings = replace(settings, partitions=partitions)
+    return settings, cfg

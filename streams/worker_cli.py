@@ -1,0 +1,137 @@
+"""``atoguard run``: the stream worker.
+
+Reads <prefix>device, <prefix>location, <prefix>transaction and <prefix>verdicts (created
+beforehand with `atoguard topics create`, all with the same partition count), runs every event
+through the detection engine, and writes commands to <prefix>commands, alerts to <prefix>alerts
+and bad input to <prefix>dead-letter. Per-account state is kept in a Faust table (RocksDB by
+default) and recovered from its changelog on restart; the online models are saved to a signed
+snapshot file on a timer and at shutdown (SIGTERM / Ctrl-C), and loaded at start.
+
+Processing is at least once: after a crash some events are processed again, and the outputs they
+cause repeat with the same ids (command_id, alert id / ce_id), so consumers drop repeats.
+
+Scale out by starting more workers with the same --app-id (each with its own --data-dir); the
+partitions are shared among them. Prometheus metrics: http://<web-host>:<web-port>/metrics.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+from detectors.config import ConfigError
+from streams.config import add_config_option, load_config
+from streams.settings import Settings
+
+EPILOG = """\
+examples:
+  atoguard broker start && atoguard topics create
+  atoguard run                                   # defaults: 127.0.0.1:9092, prefix ato., RocksDB
+  atoguard run --store memory --web-port 6067 --data-dir /tmp/w2 --app-id ato.worker
+  ATOGUARD_BOOTSTRAP_SERVERS=kafka:9092 atoguard run --config policy.toml
+  curl -s localhost:6066/metrics | grep atoguard_commands_total
+
+environment (options win over it):
+  ATOGUARD_BOOTSTRAP_SERVERS, ATOGUARD_TOPIC_PREFIX, ATOGUARD_PARTITIONS, ATOGUARD_APP_ID,
+  ATOGUARD_STORE, ATOGUARD_WEB_PORT, ATOGUARD_DATA_DIR, ATOGUARD_SNAPSHOT,
+  ATOGUARD_INSTANCE_ID, ATOGUARD_CONFIG and ATOGUARD_<SECTION>__<KEY> policy overrides
+
+cross-account facts (logins per IP / device) are computed by the workers themselves and reach
+the account decisions asynchronously, so where they matter live decisions can differ slightly
+from `atoguard replay` over the same events (see streams/facts_agents.py).
+"""
+
+
+def _env(name: str, default=None):
+    value = os.environ.get("ATOGUARD_" + name)
+    return value if value not in (None, "") else default
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.epilog = EPILOG
+    kafka = parser.add_argument_group("Kafka")
+    kafka.add_argument("--bootstrap-servers", help="host:port[,host:port] (default 127.0.0.1:9092)")
+    kafka.add_argument("--topic-prefix", help="prefix of the contract topics (default 'ato.')")
+    kafka.add_argument("--partitions", type=int,
+                       help="expected partition count of the input topics; the worker checks the live "
+                            "topics and fails when they differ from each other (default: whatever they have)")
+    kafka.add_argument("--app-id", default=_env("APP_ID"),
+                       help="consumer group and prefix of internal topics (default '<prefix>worker')")
+    kafka.add_argument("--instance-id", default=_env("INSTANCE_ID"),
+                       help="static group membership id: a restarted worker with the same id takes its "
+                            "partitions back without a rebalance (unique per running worker)")
+    state = parser.add_argument_group("state")
+    state.add_argument("--store", choices=("rocksdb", "memory"), default=_env("STORE", "rocksdb"),
+                       help="table store: rocksdb (default; local files, quick restart) or memory "
+                            "(rebuilt from the changelog at every start)")
+    state.add_argument("--data-dir", type=Path, default=Path(_env("DATA_DIR", ".atoguard/worker")),
+                       help="tables and model snapshots of this worker (default ./.atoguard/worker); "
+                            "one per worker process")
+    state.add_argument("--snapshot", type=Path, default=_env("SNAPSHOT"),
+                       help="model snapshot file (default <data-dir>/<app-id>.models.snap), signed with "
+                            "keys.snapshot_hmac; a file with a wrong signature is refused")
+    state.add_argument("--snapshot-interval", type=float, default=60.0,
+                       help="seconds between model snapshots (default 60; 0: only at shutdown)")
+    web = parser.add_argument_group("web (metrics)")
+    web.add_argument("--web-port", type=int, default=int(_env("WEB_PORT", 6066)),
+                     help="port of /metrics and /healthz (default 6066)")
+    web.add_argument("--web-host", default=_env("WEB_HOST", "127.0.0.1"), help="bind address (default 127.0.0.1)")
+    tune = parser.add_argument_group("tuning")
+    tune.add_argument("--commit-interval", type=float, default=1.0, help="seconds between offset commits (default 1)")
+    tune.add_argument("--session-timeout", type=float, default=30.0,
+                      help="seconds before the group drops a silent worker (default 30)")
+    tune.add_argument("--standby-replicas", type=int, default=1, help="table standby replicas (default 1)")
+    tune.add_argument("--buffer", type=int, default=4096, help="faust stream_buffer_maxsize (default 4096)")
+    tune.add_argument("--max-poll-records", type=int, default=None, help="faust broker_max_poll_records")
+    parser.add_argument("--log-level", default=_env("LOG_LEVEL", "info"),
+                        choices=("debug", "info", "warning", "error"), help="default info")
+    add_config_option(parser)
+
+
+def build(args: argparse.Namespace):
+    """Settings, config and options from the command line; checks the live topics."""
+    from streams.app import WorkerOptions, ensure_internal_topics, shards_for
+
+    settings = Settings.from_env(bootstrap_servers=args.bootstrap_servers, topic_prefix=args.topic_prefix,
+                                 partitions=args.partitions)
+    cfg = load_config(args.config)
+    expected = args.partitions
+    settings, cfg = shards_for(settings, cfg)
+    if expected is not None and expected != settings.partitions:
+        raise ValueError(f"--partitions {expected} but the input topics have {settings.partitions}")
+    options = WorkerOptions(
+        app_id=args.app_id, store=args.store, data_dir=args.data_dir, web_host=args.web_host,
+        web_port=args.web_port, snapshot_path=args.snapshot, snapshot_interval_s=args.snapshot_interval,
+        instance_id=args.instance_id, session_timeout_s=args.session_timeout,
+        standby_replicas=args.standby_replicas, commit_interval_s=args.commit_interval,
+        stream_buffer_maxsize=args.buffer, max_poll_records=args.max_poll_records,
+    )
+    ensure_internal_topics(settings, options.resolved_app_id(settings), settings.partitions)
+    return settings, cfg, options
+
+
+def run(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("kafka", "aiokafka"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
+    from streams.app import PartitionMismatch
+
+    try:
+        settings, cfg, options = build(args)
+    except (PartitionMismatch, ConfigError, ValueError) as exc:
+        print(f"atoguard run: {exc}", file=sys.stderr)
+        return 2
+    from streams.app import create_app
+    from faust import Worker
+
+    app = create_app(settings, cfg, options)
+    print(f"atoguard run: app {options.resolved_app_id(settings)} on {settings.bootstrap_servers}, "
+          f"prefix {settings.topic_prefix!r}, {settings.partitions} partitions, store {options.store}, "
+          f"metrics http://{options.web_host}:{options.web_port}/metrics", file=sys.stderr, flush=True)
+    worker = Worker(app, loglevel=args.log_level.upper(), quiet=True, redirect_stdouts=False)
+    worker.execute_from_commandline()  # returns when the worker stops (SIGTERM / SIGINT)
+    return 0

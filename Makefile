@@ -2,7 +2,7 @@
 #
 #   make venv    .venv with atoguard installed editable, plus the test tools
 #   make jars    the Kafka broker jars from Maven Central (cached; see streams/broker.py)
-#   make test    the whole test suite: .venv/bin/pytest -q
+#   make test    venv, then the whole test suite: .venv/bin/pytest -q
 #                (starts its own broker, or uses ATOGUARD_TEST_BOOTSTRAP=host:port)
 #   make demo    broker, topics, worker and simulated traffic, then the report
 #   make bench   the benchmarks
@@ -22,7 +22,7 @@ $(VENV)/.installed: pyproject.toml
 jars: venv
 	$(VENV)/bin/atoguard broker fetch
 
-test:
+test: venv
 	$(VENV)/bin/pytest -q
 
 demo: venv

@@ -17,12 +17,15 @@ class BurstScorer:
     """Scores login edges with MIDAS-R, one tick per minute of event time.
 
     ``score(src, dst, ts, weight)`` inserts the edge ``weight`` times (a failed login weighs
-    double) and returns ``1 - exp(-max(0, s - floor) / scale)`` of the MIDAS-R score ``s``:
-    0 for steady traffic, close to 1 for a burst. Event times that go backwards (late events) are
-    scored in the current tick, since MIDAS-R needs non-decreasing ticks.
+    double) and returns a burst value in [0, 1]. Login edges are sparse: an edge seen once in a
+    tick already scores ``log(1 + t)`` in MIDAS-R (its chi-squared statistic is about ``t`` for
+    a = s = 1), and ``k`` edges from one source in a tick score about ``log(k t)``. So the
+    *excess* over a lone edge, ``s - log(1 + t)``, is about ``log k``: the burst value rises from
+    0 at ``floor`` edges in a minute to 1 at ``floor * scale``. Event times that go backwards
+    (late events) are scored in the current tick, since MIDAS-R needs non-decreasing ticks.
     """
 
-    def __init__(self, seed: int = 0, floor: float = 3.0, scale: float = 3.0) -> None:
+    def __init__(self, seed: int = 0, floor: float = 4.0, scale: float = 10.0) -> None:
         self.seed = seed
         self.floor = floor
         self.scale = scale
@@ -42,4 +45,5 @@ class BurstScorer:
         raw = 0.0
         for _ in range(weight):
             raw = self._midas.score_one(s, d, tick)
-        return 1.0 - math.exp(-max(0.0, raw - self.floor) / self.scale)
+        excess = raw - math.log1p(tick)
+        return min(1.0, max(0.0, (excess - math.log(self.floor)) / math.log(self.scale)))

@@ -239,24 +239,25 @@ def observe(profile: Profile, x: Context, cfg: Config, risk: float = 0.0) -> Non
     if ts > p.last_ts:
         p.last_ts = ts
     p.n_events += 1
-    if event.device_id:
+    failed = event.kind == "login_failure"  # a failed attempt is not the holder's usage
+    if event.device_id and not failed:
         d = touch(p.devices, event.device_id, ts, MAX_DEVICES)
         if risk >= cfg.policy.alert_at and x.device_young and d[3] == 0:
             d[3] = -1
-    if event.ip:
+    if event.ip and not failed:
         entry = touch(p.ips, event.ip, ts, MAX_IPS)
         if len(entry) == 4:
-            entry.extend((None, None, None))
+            entry[3:] = [None, None, None]  # asn, country, ip_type
         if x.asn is not None:
             entry[3] = x.asn
             touch(p.asns, str(x.asn), ts, MAX_ASNS)
         if type(event) is LocationEvent:
             entry[4] = event.country or entry[4]
         entry[5] = x.ip_type or entry[5]
-    if event.session_id:
+    if event.session_id and not failed:
         s = touch(p.sessions, event.session_id, ts, MAX_SESSIONS)
         if len(s) == 4:
-            s.extend((None, None, None))
+            s[3:] = [None, None, None]  # ip, asn, device
         if event.ip and s[3] is None:
             s[3] = event.ip  # the network the session started on
             s[4] = x.asn

@@ -41,7 +41,7 @@ import numpy as np
 from simulator.actors import Actor
 from simulator.geo import CITIES, COUNTRIES, HOSTING, HOME_COUNTRY_WEIGHT, MOBILE, RESIDENTIAL, TOR, VPN, distance_km
 from simulator.population import EMULATORS, APP_VERSIONS, Device, device_id_for, make_desktop, make_mobile_device
-from simulator.routine import home_geo, net_geo, primary_device
+from simulator.routine import home_geo, net_geo, place_at, primary_device
 from simulator.timeline import DAY_MS, HOUR_MS, MINUTE_MS, Incident, local_ts
 
 INFRA = ("hosting", "resproxy_home", "resproxy_foreign", "mobile_home", "vpn", "tor")
@@ -303,7 +303,9 @@ def start_impossible_travel(sim, inc: Incident, rnd: random.Random) -> None:
     if victim.sid is None or rnd.random() < 0.4:
         victim.login(tv)
         p.sessions[dev.device_id] = victim.sid
-    victim.gps(tv + 2000, p.lat, p.lon, rnd)
+    here = place_at(p, tv + 2000)
+    if here is not None:
+        victim.gps(tv + 2000, here[0], here[1], rnd)
     victim.ipgeo(tv + 3000)
     att = _attacker(sim, p, inc, kit, attacker_device(sim, p, rnd, "far"))
     ta = att.login(ta)

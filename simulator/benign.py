@@ -30,7 +30,7 @@ import random
 from simulator.actors import Actor
 from simulator.geo import BUSINESS, CITIES, MOBILE, RESIDENTIAL, distance_km
 from simulator.population import Device, make_mobile_device, PHONES, device_id_for
-from simulator.routine import home_geo, km_offset, net_geo, primary_device
+from simulator.routine import home_geo, km_offset, net_geo, place_at, primary_device
 from simulator.timeline import DAY_MS, HOUR_MS, MINUTE_MS, Incident, local_ts
 
 import numpy as np
@@ -133,8 +133,9 @@ def start_new_phone(sim, inc: Incident, rnd: random.Random) -> None:
     t = me.device_event(t + int(rnd.uniform(5, 60) * 1000), "device_bound", with_fields=True)
     if rnd.random() < 0.4:
         t = me.device_event(t + int(rnd.uniform(30, 400) * 1000), "mfa_change")
-    if p.gps_p > 0:
-        me.gps(t + 20_000, p.lat, p.lon, rnd)
+    here = place_at(p, t + 20_000)
+    if p.gps_p > 0 and here is not None:
+        me.gps(t + 20_000, here[0], here[1], rnd)
     if rnd.random() < 0.5:
         me.money(t + int(rnd.uniform(2, 180) * MINUTE_MS), "payment", round(math.exp(rnd.gauss(p.spend_mu, 0.8)), 2),
                  rnd.choice(p.merchants))  # fmt: skip
@@ -262,8 +263,9 @@ def start_corporate_nat(sim, incs: list[Incident], rnd: random.Random) -> None:
         if dev is not None:
             p.sessions[dev.device_id] = me.sid
         me.ipgeo(t + 1000)
-        if dev is not None and dev.kind == "phone" and p.gps_p > 0:
-            me.gps(t + 3000, p.wlat, p.wlon, rnd)
+        here = place_at(p, t + 3000)
+        if dev is not None and dev.kind == "phone" and p.gps_p > 0 and here is not None:
+            me.gps(t + 3000, here[0], here[1], rnd)
 
 
 __all__ = [

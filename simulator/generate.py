@@ -17,7 +17,6 @@ from collections import Counter
 from operator import itemgetter
 from typing import Protocol
 
-import numpy as np
 import orjson
 
 from simulator import attacks, benign

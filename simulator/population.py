@@ -81,7 +81,8 @@ class Device:
     __slots__ = ("device_id", "model", "os", "user_agent", "kind", "weight", "since", "until", "emulator", "rooted", "fields")
 
     def __init__(self, device_id: str, model: str, os: str, user_agent: str, kind: str, weight: float,
-                 since: int = 0, until: int = INF, emulator: bool = False, rooted: bool = False) -> None:  # fmt: skip
+                 since: int = 0, until: int = INF, emulator: bool = False, rooted: bool = False,
+                 cache: dict | None = None) -> None:  # fmt: skip
         self.device_id = device_id
         self.model = model
         self.os = os
@@ -92,9 +93,15 @@ class Device:
         self.until = until
         self.emulator = emulator
         self.rooted = rooted
-        #: the device fields of a login event, built once
-        self.fields = {"device_model": model, "os": os, "user_agent": user_agent,
-                       "is_emulator": emulator, "is_rooted": rooted}  # fmt: skip
+        #: the device fields of a login event, built once (and shared through ``cache``: read-only)
+        key = (model, os, user_agent, emulator, rooted)
+        fields = cache.get(key) if cache is not None else None
+        if fields is None:
+            fields = {"device_model": model, "os": os, "user_agent": user_agent,
+                      "is_emulator": emulator, "is_rooted": rooted}  # fmt: skip
+            if cache is not None:
+                cache[key] = fields
+        self.fields = fields
 
 
 def device_id_for(seed: int, owner: str, slot: str) -> str:
@@ -102,15 +109,20 @@ def device_id_for(seed: int, owner: str, slot: str) -> str:
     return hashlib.blake2b(f"{seed}:{owner}:{slot}".encode(), digest_size=10).hexdigest()
 
 
+def mobile_device(device_id: str, kind: str, model_index: int, version_u: float, app_u: float,
+                  weight: float = 1.0, since: int = 0, cache: dict | None = None) -> Device:  # fmt: skip
+    """A phone or tablet of model ``model_index``; the uniforms pick OS and app versions."""
+    model, family, versions, _ = (PHONES if kind == "phone" else TABLETS)[model_index]
+    os = f"{family} {versions[int(version_u * len(versions))]}"
+    ua = f"AtoBank/{APP_VERSIONS[int(app_u * len(APP_VERSIONS))]} ({os}; {model})"
+    return Device(device_id, model, os, ua, kind, weight, since=since, cache=cache)
+
+
 def make_mobile_device(rng: np.random.Generator, device_id: str, kind: str = "phone", weight: float = 1.0,
                        since: int = 0, model_index: int | None = None) -> Device:  # fmt: skip
-    table, w = (PHONES, PHONE_W) if kind == "phone" else (TABLETS, TABLET_W)
-    mi = int(rng.choice(len(table), p=w)) if model_index is None else model_index
-    model, family, versions, _ = table[mi]
-    os = f"{family} {versions[int(rng.integers(len(versions)))]}"
-    app = APP_VERSIONS[int(rng.integers(len(APP_VERSIONS)))]
-    ua = f"AtoBank/{app} ({os}; {model})"
-    return Device(device_id, model, os, ua, kind, weight, since=since)
+    w = PHONE_W if kind == "phone" else TABLET_W
+    mi = int(rng.choice(len(w), p=w)) if model_index is None else model_index
+    return mobile_device(device_id, kind, mi, float(rng.random()), float(rng.random()), weight, since)
 
 
 def make_desktop(rng: np.random.Generator, device_id: str, weight: float = 1.0) -> Device:
@@ -126,7 +138,7 @@ class Persona:
         "isp", "home_k", "home_ip", "home_geo", "carrier", "devices", "vpn", "vpn_p", "gps_p",
         "spend_mu", "payees", "merchants", "credit_limit", "outstanding", "loan_day", "installment",
         "sessions", "n", "sess_n", "balance", "salary", "payday", "watch", "trip", "office",
-        "scenario", "blocked",
+        "scenario",
     )  # fmt: skip
 
     def __init__(self, idx: int) -> None:
@@ -139,14 +151,10 @@ class Persona:
         self.trip = None  # (dep, arr, dep_back, arr_back, dest_city, ip, network, geo) while travelling
         self.office = None  # (since_ts, ip, network, geo)
         self.scenario = ""
-        self.blocked = 0  # the account holder stays away until this ts (an attacker locked them out)
 
     def new_session(self) -> str:
         self.sess_n += 1
         return f"s-{self.idx:x}-{self.sess_n}"
-
-    def home_network_fields(self) -> tuple[str, object, tuple]:
-        return self.home_ip, self.isp, self.home_geo
 
 
 class Population:
@@ -167,12 +175,6 @@ class Population:
         #: shared_tablet pairs (owner, sharer); corporate_nat offices (lists of account indices)
         self.pairs: list[tuple[int, int]] = []
         self.offices: list[list[int]] = []
-
-
-def _jitter(rng: np.random.Generator, lat: float, lon: float, km: float) -> tuple[float, float]:
-    r = km * math.sqrt(rng.random())
-    a = rng.random() * 2 * math.pi
-    return (lat + r * math.cos(a) / 111.32, lon + r * math.sin(a) / (111.32 * math.cos(math.radians(lat))))
 
 
 def assign_scenarios(config: SimConfig, rng: np.random.Generator) -> np.ndarray:
@@ -249,71 +251,112 @@ def build_population(config: SimConfig) -> Population:
     tz = np.array([c.utc_offset_min for c in CITIES])
     pop.tz_min = tz[city]
 
-    ndev_extra = rng.choice(3, size=n, p=[0.45, 0.4, 0.15])
-    vpn_user = rng.random(n) < config.vpn_share
-    v6_home = rng.random(n) < config.ipv6_share * 0.6
-    spend_mu = rng.normal(math.log(22.0), 0.5, n)
-    balance = np.round(rng.lognormal(math.log(1800.0), 0.9, n), 2)
-    salary = np.round(rng.lognormal(math.log(2400.0), 0.45, n), 0)
-    payday = rng.choice([1, 15, 25, 28], size=n)
-    limits = rng.choice([500, 1000, 2000, 3000, 5000, 8000, 12000, 20000], size=n)
+    ndev_extra = rng.choice(3, size=n, p=[0.45, 0.4, 0.15]).tolist()
+    vpn_user = (rng.random(n) < config.vpn_share).tolist()
+    v6_home = (rng.random(n) < config.ipv6_share * 0.6).tolist()
+    spend_mu = rng.normal(math.log(22.0), 0.5, n).tolist()
+    balance = np.round(rng.lognormal(math.log(1800.0), 0.9, n), 2).tolist()
+    salary = np.round(rng.lognormal(math.log(2400.0), 0.45, n), 0).tolist()
+    payday = rng.choice([1, 15, 25, 28], size=n).tolist()
+    limits = rng.choice([500, 1000, 2000, 3000, 5000, 8000, 12000, 20000], size=n).tolist()
+    # places: flat and workplace within the city, the home line's geolocation near the centre
+    base_lat = np.array([CITIES[c].lat for c in range(len(CITIES))])[city]
+    base_lon = np.array([CITIES[c].lon for c in range(len(CITIES))])[city]
+    places = []
+    for km in (9.0, 7.0, 4.0):
+        r = km * np.sqrt(rng.random(n))
+        a = rng.random(n) * 2 * math.pi
+        lat = base_lat + r * np.cos(a) / 111.32
+        lon = base_lon + r * np.sin(a) / (111.32 * np.cos(np.radians(base_lat)))
+        places.append((lat.tolist(), lon.tolist()))
+    (hlat, hlon), (wlat, wlon), (glat, glon) = places
+    geo_acc = rng.choice([5000.0, 10000.0, 20000.0], size=n).tolist()
+    isp_i = rng.integers(0, 2, n).tolist()
+    carrier_i = rng.integers(0, 2, n).tolist()
+    home_k = rng.integers(0, 1 << 30, n).tolist()
+    # devices: a phone each, then tablets / desktops; ids are opaque random hex
+    ids = rng.integers(0, 1 << 63, (n, 3)).tolist()
+    phone_m = rng.choice(len(PHONES), size=n, p=PHONE_W).tolist()
+    tablet_m = rng.choice(len(TABLETS), size=(n, 2), p=TABLET_W).tolist()
+    dev_u = rng.random((n, 6)).tolist()
+    vpn_i = rng.integers(0, len(VPN), n).tolist()
+    vpn_p = rng.uniform(0.2, 0.9, n).tolist()
+    payee_ids = rng.integers(0, 1 << 40, (n, 7)).tolist()
+    npay = rng.integers(2, 8, n).tolist()
+    merch = (rng.zipf(1.3, size=(n, 11)) % 40000).tolist()
+    nmerch = rng.integers(4, 12, n).tolist()
+    loan_u = rng.random((n, 3)).tolist()
+    loan_n = rng.integers(2, 7, n).tolist()
+    loan_day0 = rng.integers(0, 14, n).tolist()
+    merchant_names: dict[int, str] = {}
+    cache: dict = {}
+    rr = SCENARIOS.index("repay_redraw")
+    codes_l = codes.tolist()
+    credit_l = credit.tolist()
+    gps_l = gps_p.tolist()
+    city_l = city.tolist()
 
     personas = pop.personas
     for i in range(n):
         p = Persona(i)
-        c = int(city[i])
+        c = city_l[i]
         home = CITIES[c]
         p.city = c
         p.country = home.country
         p.currency = CURRENCY.get(home.country, "EUR")
         p.tz_min = home.utc_offset_min
-        p.lat, p.lon = _jitter(rng, home.lat, home.lon, 9.0)
-        p.wlat, p.wlon = _jitter(rng, home.lat, home.lon, 7.0)
-        isps = RESIDENTIAL[home.country]
-        p.isp = isps[int(rng.integers(len(isps)))]
-        p.home_k = int(rng.integers(1 << 30))
+        p.lat, p.lon = hlat[i], hlon[i]
+        p.wlat, p.wlon = wlat[i], wlon[i]
+        p.isp = RESIDENTIAL[home.country][isp_i[i]]
+        p.home_k = home_k[i]
         p.home_ip = p.isp.v6(p.home_k) if v6_home[i] else p.isp.v4(p.home_k)
-        glat, glon = _jitter(rng, home.lat, home.lon, 4.0)
-        p.home_geo = (round(glat, 4), round(glon, 4), float(rng.choice([5000, 10000, 20000])), home.name)
-        carriers = MOBILE[home.country]
-        p.carrier = carriers[int(rng.integers(len(carriers)))]
-        phone = make_mobile_device(rng, device_id_for(seed, p.account_id, "phone0"), "phone", 1.0)
-        devices = [phone]
-        for k in range(int(ndev_extra[i])):
-            if rng.random() < 0.5:
-                devices.append(make_mobile_device(rng, device_id_for(seed, p.account_id, f"tablet{k}"), "tablet", 0.15))
+        p.home_geo = (round(glat[i], 4), round(glon[i], 4), geo_acc[i], home.name)
+        p.carrier = MOBILE[home.country][carrier_i[i]]
+        u = dev_u[i]
+        devices = [mobile_device(f"{ids[i][0]:016x}{i & 0xFFFF:04x}", "phone", phone_m[i], u[0], u[1], 1.0, cache=cache)]
+        for k in range(ndev_extra[i]):
+            did = f"{ids[i][k + 1]:016x}{(i * 7 + k) & 0xFFFF:04x}"
+            if u[2 + k] < 0.5:
+                devices.append(mobile_device(did, "tablet", tablet_m[i][k], u[4], u[5], 0.15, cache=cache))
             else:
-                devices.append(make_desktop(rng, device_id_for(seed, p.account_id, f"desktop{k}"), 0.2))
+                model, os, ua = DESKTOPS[int(u[4 + k] * len(DESKTOPS))]
+                devices.append(Device(did, model, os, ua, "desktop", 0.2, cache=cache))
         p.devices = devices
         if vpn_user[i]:
-            p.vpn = VPN[int(rng.integers(len(VPN)))]
-            p.vpn_p = float(rng.uniform(0.2, 0.9))
+            p.vpn = VPN[vpn_i[i]]
+            p.vpn_p = vpn_p[i]
         else:
             p.vpn = None
             p.vpn_p = 0.0
-        p.gps_p = float(gps_p[i])
-        p.spend_mu = float(spend_mu[i])
-        npay = int(rng.integers(2, 8))
-        p.payees = [f"payee-{hashlib.blake2b(f'{seed}:{i}:{k}'.encode(), digest_size=5).hexdigest()}" for k in range(npay)]
-        p.merchants = [f"m-{int(x):05d}" for x in rng.zipf(1.3, size=int(rng.integers(4, 12))) % 40000]
-        p.balance = float(balance[i])
-        p.salary = float(salary[i])
-        p.payday = int(payday[i])
-        if credit[i]:
+        p.gps_p = gps_l[i]
+        p.spend_mu = spend_mu[i]
+        p.payees = [f"payee-{x:010x}" for x in payee_ids[i][: npay[i]]]
+        ms = []
+        for x in merch[i][: nmerch[i]]:
+            name = merchant_names.get(x)
+            if name is None:
+                name = merchant_names[x] = f"m-{x:05d}"
+            ms.append(name)
+        p.merchants = ms
+        p.balance = balance[i]
+        p.salary = salary[i]
+        p.payday = payday[i]
+        if credit_l[i]:
+            lu = loan_u[i]
             p.credit_limit = float(limits[i])
-            if rng.random() < 0.5 or codes[i] == SCENARIOS.index("repay_redraw"):
-                p.outstanding = float(round(p.credit_limit * rng.uniform(0.3, 0.9), -1))
-                p.installment = float(round(p.outstanding / int(rng.integers(2, 7)), 2))
+            if lu[0] < 0.5 or codes_l[i] == rr:
+                p.outstanding = float(round(p.credit_limit * (0.3 + 0.6 * lu[1]), -1))
+                p.installment = float(round(p.outstanding / loan_n[i], 2))
             else:
                 p.outstanding = 0.0
                 p.installment = 0.0
-            p.loan_day = int(rng.integers(0, 14))
+            p.loan_day = loan_day0[i]
         else:
             p.credit_limit = 0.0
             p.outstanding = 0.0
             p.installment = 0.0
             p.loan_day = 1 << 30
-        p.scenario = SCENARIOS[codes[i]] if codes[i] >= 0 else ""
+        p.scenario = SCENARIOS[codes_l[i]] if codes_l[i] >= 0 else ""
         personas.append(p)
 
     # shared homes: same flat, same home line

@@ -77,6 +77,51 @@ def mobile_address(net, k: int, v6: bool) -> str:
     return net.v6(k) if v6 else net.v4(k)
 
 
+def _anchor(p: Persona, hidx: int, abroad_city: int) -> tuple[float, float]:
+    """Where the person is at the start of UTC hour ``hidx`` (deterministic)."""
+    k = (p.idx * 2654435761 + hidx * 40503) & 0xFFFFFFFF
+    if abroad_city >= 0:
+        c = CITIES[abroad_city]
+        return km_offset(c.lat, c.lon, 4.0 * (k % 997) / 997, (k >> 11) % 628 / 100)
+    local_min = hidx * 60 + p.tz_min
+    h = (local_min // 60) % 24
+    weekday = ((local_min // 1440) + 3) % 7
+    if h >= 22 or h < 7:
+        return p.lat, p.lon
+    if weekday < 5 and 9 <= h < 17:
+        return p.wlat, p.wlon
+    if k % 3 == 0:
+        return p.lat, p.lon
+    c = CITIES[p.city]
+    return km_offset(c.lat, c.lon, 8.0 * (k % 997) / 997, (k >> 11) % 628 / 100)
+
+
+def place_at(p: Persona, ts: int) -> tuple[float, float, str] | None:
+    """The person's position at ts: home at night, work on weekday office hours, around town
+    otherwise, moving continuously (interpolated between hourly anchors); the destination city
+    while abroad; None in the air."""
+    trip = p.trip
+    abroad = -1
+    if trip is not None and trip[0] <= ts < trip[3]:
+        if ts < trip[1] or ts >= trip[2]:
+            return None
+        abroad = trip[4]
+    hidx, frac = divmod(ts, HOUR_MS)
+    la0, lo0 = _anchor(p, hidx, abroad)
+    la1, lo1 = _anchor(p, hidx + 1, abroad)
+    f = frac / HOUR_MS
+    la, lo = la0 + (la1 - la0) * f, lo0 + (lo1 - lo0) * f
+    if abroad >= 0:
+        mode = "abroad"
+    elif la0 == la1 == p.lat and lo0 == lo1 == p.lon:
+        mode = "home"
+    elif la0 == la1 == p.wlat and lo0 == lo1 == p.wlon:
+        mode = "work"
+    else:
+        mode = "around"
+    return la, lo, mode
+
+
 def primary_device(p: Persona, ts: int):
     """The phone the person carries at ts (falls back to any device in use)."""
     best = None
@@ -138,38 +183,31 @@ class Routine:
 
     def _where(self, p: Persona, dev, ts: int, hour: int, weekend: bool, u: list):
         """(ip, ip_geo fields, gps lat, gps lon) for a session, or None while in the air."""
-        trip = p.trip
-        if trip is not None and trip[0] <= ts < trip[3]:
-            dep, arr, dep_back, arr_back, dest, hotel_ip, hotel_geo, roam = trip
-            if ts < arr or ts >= dep_back:
-                return None  # flying
-            la, lo = km_offset(CITIES[dest].lat, CITIES[dest].lon, 3.0 * u[1], u[10] * 6.28)
+        place = place_at(p, ts)
+        if place is None:
+            return None  # flying
+        la, lo, mode = place
+        if mode == "abroad":
+            trip = p.trip
             if dev.kind == "phone" and u[1] < 0.6:
-                net, kk = roam
+                net, kk = trip[7]
                 kk += int(u[9] * 5000)
                 return net.v4(kk), net_geo(net, kk), la, lo
-            return hotel_ip, hotel_geo, la, lo
+            return trip[5], trip[6], la, lo
         office = p.office
-        if (office is not None and not weekend and 9 <= hour < 18 and ts >= office[0]
+        if (office is not None and mode == "work" and ts >= office[0]
                 and (dev.kind == "desktop" or u[1] < 0.75)):  # fmt: skip
-            return office[1], office[2], p.wlat, p.wlon
+            return office[1], office[2], la, lo
         if p.vpn is not None and u[2] < p.vpn_p:
             net = p.vpn
             kk = int(u[9] * 4000)
-            la, lo = (p.lat, p.lon) if u[1] < 0.6 else (p.wlat, p.wlon)
             return net.v4(kk), net_geo(net, kk), la, lo
-        at_home = u[1] < (0.8 if (weekend or hour >= 19 or hour < 8) else 0.25)
-        if dev.kind == "phone" and not at_home:
+        if dev.kind == "phone" and (mode != "home" or u[1] < 0.12):
             net = p.carrier
             kk = int(u[9] * 60000)
             ip = net.v6(kk) if u[3] < self.ipv6_share * 1.5 else net.v4(kk)
-            if not weekend and 9 <= hour < 18 and u[10] < 0.6:
-                la, lo = p.wlat, p.wlon
-            else:
-                c = CITIES[p.city]
-                la, lo = km_offset(c.lat, c.lon, 8.0 * u[11], u[10] * 6.28)
             return ip, net_geo(net, kk), la, lo
-        return p.home_ip, home_geo(p), p.lat, p.lon
+        return p.home_ip, home_geo(p), la, lo
 
     def _session(self, p: Persona, ts: int, hour: int, weekend: bool, u: list, txu: list, txz: list) -> None:
         devs = [d for d in p.devices if d.since <= ts < d.until]
@@ -291,19 +329,10 @@ class Routine:
             if dev is None or dev.kind == "desktop":
                 continue
             v = u[i]
-            trip = p.trip
-            if trip is not None and trip[0] <= t < trip[3]:
-                if t < trip[1] or t >= trip[2]:
-                    continue
-                c = CITIES[trip[4]]
-                la, lo = km_offset(c.lat, c.lon, 4.0 * v[3], v[4] * 6.28)
-            elif h >= 22 or h < 7:
-                la, lo = p.lat, p.lon
-            elif not weekend and 9 <= h < 17:
-                la, lo = p.wlat, p.wlon
-            else:
-                c = CITIES[p.city]
-                la, lo = km_offset(c.lat, c.lon, 9.0 * v[3], v[4] * 6.28)
+            place = place_at(p, t)
+            if place is None:
+                continue
+            la, lo = place[0], place[1]
             f = gps_fields(la, lo, v[0], v[1], v[2])
             f["device_id"] = dev.device_id
             eid = emit(p, LOCATION, t, "gps_fix", f)
@@ -372,4 +401,4 @@ def watch_record(p: Persona, rec: list) -> None:
             incident.record(ts, eid, kind)
 
 
-__all__ = ["Routine", "gps_fields", "net_geo", "home_geo", "primary_device", "km_offset", "watch_record"]
+__all__ = ["place_at", "Routine", "gps_fields", "net_geo", "home_geo", "primary_device", "km_offset", "watch_record"]

@@ -60,9 +60,6 @@ DEPLOY_DIR = Path(__file__).resolve().parents[1] / "deploy" / "kafka"
 POM = DEPLOY_DIR / "pom.xml"
 LOG4J2_CONFIG = DEPLOY_DIR / "log4j2.properties"
 
-_COMPLETE = ".complete"  # written into a jar folder once mvn has filled it
-
-
 class BrokerError(RuntimeError):
     """The broker could not be fetched, started or stopped; the message says why and what next."""
 
@@ -207,9 +204,8 @@ def fetch_jars(version: str = KAFKA_VERSION, lib_dir: Path | None = None) -> Pat
         output = (done.stdout + done.stderr).strip()[-3000:]
         raise BrokerError(f"fetching Kafka {version} with mvn failed (exit {done.returncode}):\n"
                           f"  {' '.join(command)}\n{output}")
-    (staging / _COMPLETE).write_text(version + "\n")
     if lib.exists():
-        shutil.rmtree(lib)
+        lib.rmdir()  # empty: _jars_ready refused a non-empty folder without the jars
     staging.rename(lib)
     return lib
 
@@ -217,11 +213,12 @@ def fetch_jars(version: str = KAFKA_VERSION, lib_dir: Path | None = None) -> Pat
 def _jars_ready(lib: Path, version: str) -> bool:
     if (lib / f"kafka_2.13-{version}.jar").exists():
         return True
-    others = sorted(p.name for p in lib.glob("kafka_2.13-*.jar")) if lib.is_dir() else []
-    if others:
-        raise BrokerError(f"{lib} holds {others[0]}, not Kafka {version}: point ATOGUARD_KAFKA_LIB "
-                          f"at a folder for {version} (or empty this one)")
-    return False
+    if not lib.is_dir() or not any(lib.iterdir()):
+        return False
+    others = sorted(p.name for p in lib.glob("kafka_2.13-*.jar"))
+    found = f"holds {others[0]}, not Kafka {version}" if others else f"holds no Kafka {version} jars"
+    raise BrokerError(f"{lib} {found}: point ATOGUARD_KAFKA_LIB at a folder of its own for "
+                      f"{version} (or empty this one; it is never overwritten)")
 
 
 # -- probing ----------------------------------------------------------------------------------

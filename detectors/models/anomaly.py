@@ -14,8 +14,9 @@ features and their base rates differ: mixed together, every payment would look r
 far more common logins. Each group reads a fixed list of features from ``x.features()``, with a
 neutral default when one is absent (:data:`FEATURES`), so the trees always see the same
 dimensions and a missing field is tolerated. The scaler starts from each feature's natural range
-(a flag is 0 or 1), so a flag that never varied in training still reaches the trees. Features that are constant within a group (say
-``country_new`` on a transaction) are left out: they would only waste tree levels.
+(a flag is 0 or 1), so a flag that never varied in training still reaches the trees. Features
+that are constant within a group (say ``country_new`` on a transaction) are left out: they would
+only waste tree levels.
 
 Scoring and learning
 --------------------
@@ -51,8 +52,10 @@ This is a supporting signal: it must never freeze an account alone. The contribu
 
 Cost
 ----
-10 trees of height 6, one tree walk to score and one to learn: about 40 µs per watched event on
-the development machine (see the report of issue 4), nothing for the other events.
+Per watched event, with the defaults (10 trees of height 6): one walk down each tree to score,
+reused to learn (see :class:`_Group`), about 30 µs of CPU (20 to score, 9 to learn) on the
+development machine, measured over 217k simulated events; nothing for the other events. Cost is
+linear in ``n_trees`` (5 trees: about 20 µs) and exponential in ``height``.
 
 Examples
 --------

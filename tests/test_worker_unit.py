@@ -1,0 +1,159 @@
+"""The worker's per-message code without a broker: decoding to dead letters, outputs, the held-back
+profile write, metrics, and the agents through Faust's ``agent.test_context()``."""
+
+from __future__ import annotations
+
+import asyncio
+from types import SimpleNamespace
+
+import orjson
+import pytest
+
+from detectors import contract as c
+from detectors.config import Config
+from detectors.engine import BytesStore
+from streams.app import PartitionMismatch, WorkerOptions, _PendingProfile, create_app
+from streams.facts_agents import apply_fact, apply_source_message, source_messages
+from streams.settings import Settings
+
+SETTINGS = Settings(bootstrap_servers="127.0.0.1:1", topic_prefix="u.", partitions=3)
+
+
+class FakeTopic:
+    """Records what is sent; ``send`` resolves at once, like an acknowledged produce."""
+
+    def __init__(self) -> None:
+        self.sent: list[dict] = []
+
+    async def send(self, *, key=None, value=None, headers=None):
+        self.sent.append({"key": key, "value": value, "headers": headers})
+        fut = asyncio.get_running_loop().create_future()
+        fut.set_result(None)
+        return fut
+
+
+def make_app(tmp_path, **kw):
+    options = WorkerOptions(store="memory", data_dir=tmp_path, web_enabled=False, follow_facts=False,
+                            snapshot_interval_s=0, **kw)
+    app = create_app(SETTINGS, Config(shards=3), options)
+    rt = app.atoguard
+    rt.outputs = {t: FakeTopic() for t in c.OUTPUT_TOPICS}
+    rt.sources_topic = FakeTopic()
+    rt.facts_topic = FakeTopic()
+    return app, rt
+
+
+def message(topic: str, value: bytes, key: bytes | None = b"a1", partition: int = 1, offset: int = 7):
+    return SimpleNamespace(topic=topic, partition=partition, offset=offset, key=key, value=value, time_in=None)
+
+
+def login(event_id: str, account: str = "a1", **extra) -> bytes:
+    return orjson.dumps({"event_id": event_id, "account_id": account, "ts": 1764000000000,
+                         "kind": "login_success", **extra})
+
+
+def test_create_app_refuses_shards_unlike_the_partitions(tmp_path):
+    with pytest.raises(PartitionMismatch, match="cfg.shards=6 but the input topics have 3"):
+        create_app(SETTINGS, Config(shards=6), WorkerOptions(store="memory", data_dir=tmp_path, web_enabled=False))
+
+
+@pytest.mark.parametrize("value,key,reason", [
+    (b"\x00not json", b"a1", c.NOT_JSON),
+    (b"[1, 2]", b"a1", c.NOT_OBJECT),
+    (login("e1", account="a2"), b"a1", c.KEY_MISMATCH),
+    (orjson.dumps({"event_id": "e1", "account_id": "a1", "ts": 1, "kind": "teleport"}), b"a1", c.UNKNOWN_KIND),
+])
+def test_bad_input_becomes_a_dead_letter_with_topic_partition_offset(tmp_path, value, key, reason):
+    app, rt = make_app(tmp_path)
+    rt.pending = _PendingProfile({})
+    rt.store = BytesStore(rt.pending)
+    asyncio.run(rt.process(message("u.device", value, key)))
+    (sent,) = rt.outputs[c.DEAD_LETTER].sent
+    letter = orjson.loads(sent["value"])
+    assert (letter["reason"], letter["topic"], letter["partition"], letter["offset"]) == (reason, "u.device", 1, 7)
+    assert sent["key"] == key
+    assert rt.metrics.dead_letters.value(topic="device", reason=reason) == 1
+    assert rt.processed == {"u.device:1": 7}
+    assert not rt.outputs[c.COMMANDS].sent
+
+
+def test_accepted_events_update_the_profile_once_and_feed_the_facts(tmp_path):
+    app, rt = make_app(tmp_path)
+    table: dict = {}
+    rt.pending = _PendingProfile(table)
+    rt.store = BytesStore(rt.pending)
+    ev = login("e1", device_id="d1", ip="192.0.2.1")
+    asyncio.run(rt.process(message("u.device", ev)))
+    asyncio.run(rt.process(message("u.device", ev, offset=8)))  # redelivered
+    assert list(table) == ["a1"]
+    assert rt.metrics.events.value(topic="device", kind="login_success") == 1
+    assert rt.metrics.duplicates.value(topic="device") == 1
+    assert [m["key"] for m in rt.sources_topic.sent] == [b"ip:192.0.2.1", b"dev:d1"]
+
+
+def test_outputs_are_acknowledged_before_the_profile_is_written(tmp_path):
+    """The write that marks the event as seen must come after its outputs are safely in Kafka."""
+    app, rt = make_app(tmp_path)
+    order: list[str] = []
+
+    class Table(dict):
+        def __setitem__(self, k, v):
+            order.append("profile")
+            super().__setitem__(k, v)
+
+    class SlowTopic(FakeTopic):
+        async def send(self, **kw):
+            fut = await super().send(**kw)
+            order.append("sent")
+            return fut
+
+    rt.outputs[c.COMMANDS] = SlowTopic()
+    rt.outputs[c.ALERTS] = SlowTopic()
+    rt.pending = _PendingProfile(Table())
+    rt.store = BytesStore(rt.pending)
+    verdict = orjson.dumps({"verdict_id": "v1", "account_id": "a1", "ts": 1764000000000, "label": "ato",
+                            "source": "analyst"})
+    asyncio.run(rt.process(message("u.verdicts", verdict)))
+    assert order[-1] == "profile" and "sent" in order  # close command + alert, then the profile
+    (cmd,) = rt.outputs[c.COMMANDS].sent
+    assert orjson.loads(cmd["value"])["action"] == "close" and cmd["key"] == b"a1"
+    (alert,) = rt.outputs[c.ALERTS].sent
+    assert dict(alert["headers"])["ce_specversion"] == b"1.0"
+    assert rt.metrics.commands.value(action="close") == 1
+
+
+def test_source_windows_count_accounts_and_ignore_repeats():
+    table: dict = {}
+    facts = None
+    for i in range(5):
+        value = orjson.dumps(["L", f"a{i}", f"e{i}", 1000 + i, 1])
+        facts = apply_source_message(table, None, "ip:198.51.100.7", value)
+    assert orjson.loads(facts)[:3] == [5, 5, 5]
+    assert apply_source_message(table, None, "ip:198.51.100.7", value) is None
+    from detectors.facts import ExternalFacts
+    from detectors.events import DeviceEvent
+    ext = ExternalFacts()
+    apply_fact(ext, b"ip:198.51.100.7", facts)
+    looked = ext.lookup(DeviceEvent("e9", "a9", 2000, "login_success", ip="198.51.100.7"))
+    assert (looked.ip.accounts, looked.ip.failures) == (5, 5)
+
+
+def test_location_fixes_publish_ip_type():
+    from detectors.events import LocationEvent
+    msgs = source_messages(LocationEvent("g1", "a1", 5, "ip_geo", 1.0, 2.0, ip="192.0.2.9", ip_type="vpn"))
+    assert msgs == [(b"ip:192.0.2.9", b'["G","vpn",null]')]
+
+
+def test_sources_agent_in_a_test_context(tmp_path):
+    """The sources agent through Faust's own test harness, memory store, no broker."""
+    app, rt = make_app(tmp_path)
+
+    async def go():
+        async with rt.sources_agent.test_context() as agent:
+            for i in range(3):
+                await agent.put(orjson.dumps(["L", f"a{i}", f"e{i}", 1000 + i, 0]), key=b"dev:d1")
+        return rt.facts_topic.sent
+
+    sent = asyncio.run(go())
+    assert [orjson.loads(s["value"])[0] for s in sent] == [1, 2, 3]
+    assert all(s["key"] == b"dev:d1" for s in sent)

@@ -96,6 +96,9 @@ class WorkerOptions:
     max_poll_records: int | None = None
     producer_linger_ms: int = 1
     follow_facts: bool = True
+    #: wait for Kafka's acknowledgement of an event's outputs before its profile is written (the
+    #: no-loss guarantee above); off only to measure what it costs
+    ack_outputs: bool = True
     extra: dict[str, Any] = field(default_factory=dict)  # more faust settings, verbatim
 
     def resolved_app_id(self, settings: Settings) -> str:
@@ -290,7 +293,8 @@ class Runtime:
             futures.append(await self.outputs[o.topic].send(
                 key=o.key.encode("utf-8"), value=orjson.dumps(o.value),
                 headers=list(o.headers) if o.headers else None))
-        await asyncio.gather(*futures)
+        if self.options.ack_outputs:
+            await asyncio.gather(*futures)
         m = self.metrics
         now_mono, now_wall = time.monotonic(), time.time()
         for o in outputs:

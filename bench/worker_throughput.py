@@ -15,7 +15,8 @@ In one run, over the same simulated events (``atoguard simulate``) preloaded int
    bench producing its trigger event to the command arriving on the commands topic (p50 / p99;
    an upper bound on receive -> command), and the worker's own receive -> output histogram.
 
-Prints a table. The figures depend on the machine and on what else runs on it.
+Prints a table: events per wall-clock second, and events per CPU second of the process that
+does the work (which does not depend on what else runs on the machine).
 """
 
 from __future__ import annotations
@@ -76,7 +77,8 @@ def _free_port() -> int:
 
 # -- ceilings -------------------------------------------------------------------------------------
 
-async def _aiokafka_loop(settings: Settings, total: int, with_engine: bool, shards: int) -> float:
+async def _aiokafka_loop(settings: Settings, total: int, with_engine: bool, shards: int) -> tuple[float, float]:
+    """(events per wall second, events per CPU second of this process)."""
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
     prefix = settings.topic_prefix
@@ -94,11 +96,12 @@ async def _aiokafka_loop(settings: Settings, total: int, with_engine: bool, shar
     outs = {t: topic_name(t, prefix) for t in c.OUTPUT_TOPICS}
     seen = 0
     start = None
+    cpu0 = 0.0
     try:
         while seen < total:
             batches = await consumer.getmany(timeout_ms=500, max_records=2000)
             if start is None and batches:
-                start = time.perf_counter()
+                start, cpu0 = time.perf_counter(), time.process_time()
             for tp, msgs in batches.items():
                 for m in msgs:
                     rec = decode_or_dead_letter(m.topic, m.value, m.key, partition=m.partition, offset=m.offset,
@@ -119,7 +122,8 @@ async def _aiokafka_loop(settings: Settings, total: int, with_engine: bool, shar
     finally:
         await consumer.stop()
         await producer.stop()
-    return seen / (time.perf_counter() - (start or time.perf_counter()))
+    wall, cpu = time.perf_counter() - (start or time.perf_counter()), time.process_time() - cpu0
+    return seen / wall, seen / cpu
 
 
 # -- the faust worker ------------------------------------------------------------------------------
@@ -155,23 +159,30 @@ class WorkerProc:
         self.log.close()
 
 
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _processed(h: dict | None) -> int:
     c_ = (h or {}).get("events") or {}
     return c_.get("events", 0) + c_.get("verdicts", 0) + c_.get("duplicates", 0) + c_.get("dead_letters", 0)
 
 
-def faust_sustained(settings: Settings, total: int, workdir: Path, store: str, extra: list[str]) -> float:
+def faust_sustained(settings: Settings, total: int, workdir: Path, store: str, extra: list[str]) -> tuple[float, float]:
+    """(events per wall second, events per CPU second of the worker process)."""
     w = WorkerProc(settings, workdir, store, extra)
     try:
-        first_t = first_n = None
+        first_t = first_n = first_cpu = None
         deadline = time.monotonic() + 1800
         while time.monotonic() < deadline:
             n = _processed(w.health())
             now = time.perf_counter()
             if first_t is None and n > 0:
-                first_t, first_n = now, n
+                first_t, first_n, first_cpu = now, n, _cpu_seconds(w.proc.pid)
             if n >= total:
-                return (n - first_n) / (now - first_t) if now > first_t else float("nan")
+                cpu = _cpu_seconds(w.proc.pid) - first_cpu
+                return (n - first_n) / (now - first_t), (n - first_n) / cpu if cpu else float("nan")
             if w.proc.poll() is not None:
                 raise RuntimeError(f"worker exited {w.proc.returncode}")
             time.sleep(0.05)
@@ -203,17 +214,21 @@ def latency(settings: Settings, events, rate: float, seconds: float, workdir: Pa
     w = WorkerProc(settings, workdir, store, extra)
     sent_at: dict[str, float] = {}
     lat: list[float] = []
+    lat_alerts: list[float] = []
     stop = threading.Event()
 
     def watch():
-        consumer = KafkaConsumer(topic_name(c.COMMANDS, settings.topic_prefix), bootstrap_servers=settings.servers(),
-                                 group_id=None, auto_offset_reset="earliest", consumer_timeout_ms=500)
+        commands = topic_name(c.COMMANDS, settings.topic_prefix)
+        consumer = KafkaConsumer(commands, topic_name(c.ALERTS, settings.topic_prefix),
+                                 bootstrap_servers=settings.servers(), group_id=None, auto_offset_reset="earliest",
+                                 consumer_timeout_ms=500)
         while not stop.is_set():
             for m in consumer:
                 now = time.time()
-                trig = orjson.loads(m.value)["trigger_event_id"]
+                v = orjson.loads(m.value)
+                trig = v["trigger_event_id"] if m.topic == commands else v["evidences"][0]["data"]["event_id"]
                 if trig in sent_at:
-                    lat.append(now - sent_at[trig])
+                    (lat if m.topic == commands else lat_alerts).append(now - sent_at[trig])
         consumer.close()
 
     try:
@@ -245,9 +260,12 @@ def latency(settings: Settings, events, rate: float, seconds: float, workdir: Pa
         text = w.metrics()
     finally:
         w.stop()
-    lat.sort()
-    pick = (lambda q: lat[min(len(lat) - 1, int(q * len(lat)))] * 1000) if lat else (lambda q: float("nan"))
-    return {"rate": achieved, "events": n, "commands": len(lat), "p50": pick(0.50), "p99": pick(0.99),
+    def pick(xs, q):
+        xs = sorted(xs)
+        return xs[min(len(xs) - 1, int(q * len(xs)))] * 1000 if xs else float("nan")
+    both = lat + lat_alerts
+    return {"rate": achieved, "events": n, "commands": len(lat), "alerts": len(lat_alerts),
+            "p50": pick(lat, 0.5), "p99": pick(lat, 0.99), "all_p50": pick(both, 0.5), "all_p99": pick(both, 0.99),
             "worker_p50": _hist_quantile(text, "atoguard_receive_to_output_seconds", "commands", 0.5),
             "worker_p99": _hist_quantile(text, "atoguard_receive_to_output_seconds", "commands", 0.99)}
 
@@ -260,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--partitions", type=int, default=6)
     ap.add_argument("--store", choices=("rocksdb", "memory"), default="rocksdb")
-    ap.add_argument("--latency-seconds", type=float, default=20.0)
+    ap.add_argument("--latency-seconds", type=float, default=40.0)
     ap.add_argument("--worker-arg", action="append", default=[],
                     help="extra `atoguard run` option, e.g. --worker-arg=--max-poll-records=2000")
     args = ap.parse_args(argv)
@@ -288,16 +306,20 @@ def main(argv: list[str] | None = None) -> int:
     rows.append(("aiokafka + engine (no faust)", ceiling))
     sustained = faust_sustained(s1, total, workdir, args.store, args.worker_arg)
     rows.append(("faust worker (atoguard run)", sustained))
-    lat = latency(s2, events, sustained / 2, args.latency_seconds, workdir, args.store, args.worker_arg)
+    lat = latency(s2, events, sustained[0] / 2, args.latency_seconds, workdir, args.store, args.worker_arg)
 
     print()
-    print(f"  {'pipeline':<44} {'events/s':>10}")
-    for name, rate in rows:
-        print(f"  {name:<44} {rate:>10,.0f}")
+    print(f"  {'pipeline':<44} {'events/s':>10} {'events/CPU-s':>13} {'µs CPU/event':>13}")
+    for name, (rate, per_cpu) in rows:
+        print(f"  {name:<44} {rate:>10,.0f} {per_cpu:>13,.0f} {1e6 / per_cpu:>13,.0f}")
+    print(f"  (this machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; "
+          "events/CPU-s does not depend on the load)")
     print()
     print(f"  latency at {lat['rate']:,.0f} events/s (half the sustained rate), {lat['events']:,} events, "
-          f"{lat['commands']} commands:")
+          f"{lat['commands']} commands, {lat['alerts']} alerts:")
     print(f"    produce -> command on the topic   p50 {lat['p50']:7.1f} ms   p99 {lat['p99']:7.1f} ms")
+    print(f"    produce -> command or alert       p50 {lat['all_p50']:7.1f} ms   p99 {lat['all_p99']:7.1f} ms "
+          f"({lat['commands'] + lat['alerts']} outputs)")
     wp50, wp99 = lat["worker_p50"], lat["worker_p99"]
     fmt = lambda v: "   n/a" if v is None else f"<= {v * 1000:g}"
     print(f"    worker receive -> command sent    p50 {fmt(wp50)} ms   p99 {fmt(wp99)} ms (histogram buckets)")

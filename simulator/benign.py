@@ -10,8 +10,9 @@ travel          flight abroad at airliner speed (GPS at the departure airport, t
                 airport hours later), roaming or local-SIM mobile addresses and a hotel line
                 there, normal life abroad for 2-9 days, the flight back.
 new_phone       a new device id with a new model (sometimes another platform), or a fresh
-                install on the same model: a failed login or two, login, device_bound,
-                sometimes MFA re-enrolment; the old phone is retired within days.
+                install on the same model: sometimes a sim_change first (new SIM), a failed
+                login or two, login, device_bound, sometimes MFA re-enrolment; the old phone
+                is retired within days.
 shared_tablet   two people living together use one family tablet (one device id on both
                 accounts, same home line); both accounts are labelled.
 repay_redraw    repays a loan then draws again within hours; or pays down and shops for credit
@@ -121,6 +122,8 @@ def start_new_phone(sim, inc: Incident, rnd: random.Random) -> None:
     if old is not None and old.kind == "phone":
         old.until = t + int(rnd.choice([0, 0, 0.5, 1, 3]) * DAY_MS)
     p.devices.insert(0, dev)
+    if rnd.random() < 0.2:  # a new SIM came with the new phone: the carrier reports it first
+        Actor(sim.world, p, None, None, None, inc).device_event(t - int(rnd.uniform(5, 240) * MINUTE_MS), "sim_change")
     me = _home_actor(sim, p, t, inc, device=dev)
     if rnd.random() < 0.35:  # on mobile data in the shop
         net, k = p.carrier, rnd.randrange(1 << 20)

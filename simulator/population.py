@@ -144,7 +144,7 @@ class Persona:
     def __init__(self, idx: int) -> None:
         self.idx = idx
         self.account_id = f"acct-{idx:06d}"
-        self.n = 0  # event counter: event ids are f"{account_id}-{n}"
+        self.n = 0  # event counter (event ids are derived from it, see World.emit)
         self.sess_n = 0
         self.sessions: dict[str, str] = {}  # device_id -> open session id
         self.watch = None  # (incident, from_ts, until_ts, match_field, match_value) for legit incidents
@@ -154,7 +154,7 @@ class Persona:
 
     def new_session(self) -> str:
         self.sess_n += 1
-        return f"s-{self.idx:x}-{self.sess_n}"
+        return f"s{(self.sess_n * 0x9E3779B1 + self.idx * 0xC2B2AE35) & 0xFFFFFFFF:08x}{self.idx:05x}"
 
 
 class Population:
@@ -288,6 +288,7 @@ def build_population(config: SimConfig) -> Population:
     loan_u = rng.random((n, 3)).tolist()
     loan_n = rng.integers(2, 7, n).tolist()
     loan_day0 = rng.integers(0, 14, n).tolist()
+    mod_u = rng.random(n).tolist()  # a few enthusiasts: rooted phones, an Android emulator on the PC
     merchant_names: dict[int, str] = {}
     cache: dict = {}
     rr = SCENARIOS.index("repay_redraw")
@@ -313,7 +314,14 @@ def build_population(config: SimConfig) -> Population:
         p.home_geo = (round(glat[i], 4), round(glon[i], 4), geo_acc[i], home.name)
         p.carrier = MOBILE[home.country][carrier_i[i]]
         u = dev_u[i]
-        devices = [mobile_device(f"{ids[i][0]:016x}{i & 0xFFFF:04x}", "phone", phone_m[i], u[0], u[1], 1.0, cache=cache)]
+        phone = mobile_device(f"{ids[i][0]:016x}{i & 0xFFFF:04x}", "phone", phone_m[i], u[0], u[1], 1.0, cache=cache)
+        if mod_u[i] < 0.02 and "Android" in phone.os:
+            phone = Device(phone.device_id, phone.model, phone.os, phone.user_agent, "phone", 1.0, rooted=True, cache=cache)
+        devices = [phone]
+        if 0.02 <= mod_u[i] < 0.023:
+            model, os = EMULATORS[int(u[5] * len(EMULATORS))]
+            devices.append(Device(f"{ids[i][2]:016x}{(i * 13) & 0xFFFF:04x}", model, os, f"AtoBank/5.14.0 ({os}; {model})",
+                                  "desktop", 0.3, emulator=True, cache=cache))  # fmt: skip
         for k in range(ndev_extra[i]):
             did = f"{ids[i][k + 1]:016x}{(i * 7 + k) & 0xFFFF:04x}"
             if u[2 + k] < 0.5:

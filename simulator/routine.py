@@ -41,7 +41,7 @@ P_RELOGIN = 0.3  # an open session still needs a fresh login (token expired)
 P_TYPO = 0.03
 P_LOGOUT = 0.12
 P_IPGEO = 0.2  # ip lookup on a resumed session
-MISC_DAILY = 0.0015  # benign credential housekeeping per account per day
+MISC_DAILY = 0.002  # benign credential housekeeping (and carrier SIM swaps) per account per day
 INQUIRY_DAILY = 0.004  # credit users: another lender asks
 N_U = 14  # uniforms per session
 
@@ -373,12 +373,16 @@ class Routine:
         hits = np.flatnonzero(rng.random(n) < MISC_DAILY).tolist()
         inq = np.flatnonzero((rng.random(n) < INQUIRY_DAILY) & pop.credit).tolist()
         offs = rng.integers(8 * HOUR_MS, 22 * HOUR_MS, len(hits) + len(inq)).tolist()
-        kinds = rng.choice(["password_change", "mfa_change", "email_change", "device_bound"], size=len(hits), p=[0.45, 0.25, 0.15, 0.15]).tolist()
+        kinds = rng.choice(["password_change", "mfa_change", "email_change", "device_bound", "phone_change", "sim_change"],
+                           size=len(hits), p=[0.35, 0.2, 0.12, 0.1, 0.08, 0.15]).tolist()  # fmt: skip
         for j, a in enumerate(hits):
             p = pop.personas[a]
             t = day_start + (offs[j] - p.tz_min * 60_000) % DAY_MS
             dev = primary_device(p, t)
             if dev is None:
+                continue
+            if kinds[j] == "sim_change":  # reported by the carrier: no device, no address
+                emit(p, DEVICE, t, "sim_change")
                 continue
             f = {"device_id": dev.device_id, "ip": p.home_ip}
             sid = p.sessions.get(dev.device_id)

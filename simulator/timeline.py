@@ -105,7 +105,9 @@ class World:
         if ts < self.floor_ms:
             ts = self.floor_ms
         p.n += 1
-        eid = f"{p.account_id}-{p.n}"
+        # opaque but unique per account: a bijection of the counter, so ids do not reveal the
+        # order in which the simulator generated events (attacks are planned ahead)
+        eid = f"{p.account_id}-{(p.n * 0x9E3779B1 + p.idx * 0x85EBCA6B) & 0xFFFFFFFF:08x}"
         value = {"event_id": eid, "account_id": p.account_id, "ts": ts, "kind": kind}
         if fields:
             value.update(fields)

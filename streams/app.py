@@ -95,6 +95,8 @@ class WorkerOptions:
     stream_buffer_maxsize: int = 4096
     max_poll_records: int | None = None
     producer_linger_ms: int = 1
+    #: compute cross-account facts (the sources agent and the facts follower); off when the
+    #: cross-account detectors are off, or to measure what the facts cost
     follow_facts: bool = True
     #: wait for Kafka's acknowledgement of an event's outputs before its profile is written (the
     #: no-loss guarantee above); off only to measure what it costs
@@ -392,7 +394,7 @@ def create_app(settings: Settings, cfg: Config, options: WorkerOptions | None = 
     rt.outputs = {t: app.topic(topic_name(t, prefix), **RAW) for t in c.OUTPUT_TOPICS}
     internal = internal_topic_names(app_id)
     sources_in = app.topic(internal["sources"], partitions=settings.partitions, **RAW)
-    rt.sources_topic = sources_in
+    rt.sources_topic = sources_in if options.follow_facts else None
     rt.facts_topic = app.topic(internal["facts"], partitions=settings.partitions, compacting=True, **RAW)
 
     rt.profiles = app.Table("profiles", default=None, partitions=settings.partitions,

@@ -86,6 +86,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     tune.add_argument("--standby-replicas", type=int, default=1, help="table standby replicas (default 1)")
     tune.add_argument("--buffer", type=int, default=4096, help="faust stream_buffer_maxsize (default 4096)")
     tune.add_argument("--max-poll-records", type=int, default=None, help="faust broker_max_poll_records")
+    tune.add_argument("--no-facts", action="store_true",
+                      help="do not compute cross-account facts (per-IP / per-device login counts); the "
+                           "cross_account and login_burst detectors then see none")
     tune.add_argument("--no-ack-wait", action="store_true",
                       help="do not wait for Kafka to acknowledge an event's commands/alerts before its profile "
                            "is written (faster; a crash may then lose the outputs of the last events)")
@@ -111,7 +114,7 @@ def build(args: argparse.Namespace):
         instance_id=args.instance_id, session_timeout_s=args.session_timeout,
         standby_replicas=args.standby_replicas, commit_interval_s=args.commit_interval,
         stream_buffer_maxsize=args.buffer, max_poll_records=args.max_poll_records,
-        ack_outputs=not args.no_ack_wait,
+        ack_outputs=not args.no_ack_wait, follow_facts=not args.no_facts,
     )
     ensure_internal_topics(settings, options.resolved_app_id(settings), settings.partitions)
     return settings, cfg, options

@@ -346,6 +346,19 @@ def test_worker_matches_replay_and_dead_letters_bad_input(fresh_topics, producer
     assert 'atoguard_table_keys{table="profiles"} 20.0' in text
     assert "atoguard_consumer_lag{" in text
 
+    # the security team's view: `atoguard alerts tail`
+    base = [sys.executable, "-m", "streams.cli", "alerts", "tail", "--bootstrap-servers", settings.bootstrap_servers,
+            "--topic-prefix", settings.topic_prefix, "--from-beginning", "--timeout", "5"]
+    done = subprocess.run(base + ["--min-severity", "critical", "--json"], cwd=REPO, capture_output=True,
+                          text=True, timeout=60)
+    rows = [orjson.loads(line) for line in done.stdout.splitlines()]
+    assert [r["value"]["unmapped"]["account_id"] for r in rows] == [THIEF]
+    assert rows[0]["headers"]["ce_id"] == rows[0]["value"]["finding_info"]["uid"]
+    done = subprocess.run(base + ["--reason", "FAILED_LOGIN_BURST", "--max", "1"], cwd=REPO, capture_output=True,
+                          text=True, timeout=60)
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("time (UTC)") and GUESSED in lines[1] and "FAILED_LOGIN_BURST" in lines[1]
+
 
 def test_killed_worker_resumes_without_losing_commands(fresh_topics, producer, workers, tmp_path,
                                                        per_account_config):

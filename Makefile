@@ -29,5 +29,6 @@ demo: venv
 	$(VENV)/bin/atoguard demo
 
 bench: venv
-	@if [ -f bench/run.py ]; then $(VENV)/bin/python bench/run.py; \
-	else echo "no benchmark yet: bench/run.py is missing"; fi
+	$(VENV)/bin/atoguard simulate --accounts 2000 --days 14 --seed 1 --out .cache/bench-events.jsonl --labels .cache/bench-labels.jsonl --quiet
+	$(VENV)/bin/python -m bench.engine_bench .cache/bench-events.jsonl
+	$(VENV)/bin/python -m bench.darpa_midas

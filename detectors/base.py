@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 if TYPE_CHECKING:  # pragma: no cover
+    from detectors.config import Config
     from detectors.features import Context
 
 __all__ = ["Detector", "Finding", "Rule"]
@@ -62,6 +63,9 @@ class Rule:
 
     name = "rule"
     family = "rule"
+
+    def __init__(self, cfg: "Config") -> None:
+        self.cfg = cfg
 
     def score(self, x: "Context") -> Finding | None:  # pragma: no cover - abstract
         raise NotImplementedError

@@ -16,7 +16,7 @@ every model sees the same events in the same order whether fed from a file or fr
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Protocol
+from typing import Any, Protocol
 
 from detectors import contract as c
 from detectors.base import Detector, Finding
@@ -236,9 +236,3 @@ class Engine:
             return []
         return self._emit(verdict.account_id, verdict.verdict_id, verdict.ts, decision, [], None, profile)
 
-
-def replay_records(engine: Engine, records: Iterable[Event | Verdict], store: ProfileStore | None = None) -> Iterable[Output]:
-    """Run ``records`` through ``engine`` in order (a convenience for tests and benchmarks)."""
-    store = store if store is not None else DictStore()
-    for record in records:
-        yield from engine.handle(record, store)

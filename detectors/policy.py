@@ -141,7 +141,6 @@ def decide(profile: Profile, account_id: str, ts: int, ip: str | None, device: s
 def decide_verdict(profile: Profile, label: str, source: str, ts: int, cfg: Config) -> Decision:
     """What a verdict calls for: ``legit`` lifts a freeze or close; an analyst's ``ato`` closes;
     an account holder's ``ato`` freezes until an analyst confirms."""
-    state = profile.restriction[0]
     lapse(profile, ts)
     state = profile.restriction[0]
     if label == "legit":

@@ -40,9 +40,6 @@ class CredentialThenMoney(Rule):
     name = "credential_then_money"
     family = "credential"
 
-    def __init__(self, cfg: Config) -> None:
-        self.cfg = cfg
-
     def score(self, x: Context) -> Finding | None:
         kind = x.kind
         if kind in c.CREDENTIAL_KINDS:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from detectors.base import Finding, Rule
-from detectors.config import Config
 from detectors.features import Context
 
 _LOGINS = ("login_success", "login_failure")
@@ -16,9 +15,6 @@ class CrossAccount(Rule):
 
     name = "cross_account"
     family = "crowd"
-
-    def __init__(self, cfg: Config) -> None:
-        self.cfg = cfg
 
     def score(self, x: Context) -> Finding | None:
         if x.kind not in _LOGINS:
@@ -45,9 +41,6 @@ class LoginBurst(Rule):
 
     name = "login_burst"
     family = "crowd"
-
-    def __init__(self, cfg: Config) -> None:
-        self.cfg = cfg
 
     def score(self, x: Context) -> Finding | None:
         burst = x.facts.burst

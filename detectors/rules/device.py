@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from detectors.base import Finding, Rule
-from detectors.config import Config
 from detectors.features import Context
 
 SIGN_IN = frozenset({"login_success", "device_bound"})
@@ -18,9 +17,6 @@ class NewDevice(Rule):
 
     name = "new_device"
     family = "device"
-
-    def __init__(self, cfg: Config) -> None:
-        self.cfg = cfg
 
     def score(self, x: Context) -> Finding | None:
         ev = x.event

@@ -35,9 +35,6 @@ class NewCountry(Rule):
     name = "new_country"
     family = "location"
 
-    def __init__(self, cfg: Config) -> None:
-        self.cfg = cfg
-
     def score(self, x: Context) -> Finding | None:
         if not x.country_new or not x.established:
             return None

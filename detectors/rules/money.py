@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from detectors.base import Finding, Rule
-from detectors.config import Config
 from detectors.features import Context
 
 
@@ -14,9 +13,6 @@ class OutOfCharacter(Rule):
 
     name = "out_of_character"
     family = "money"
-
-    def __init__(self, cfg: Config) -> None:
-        self.cfg = cfg
 
     def score(self, x: Context) -> Finding | None:
         if not x.money_out:
@@ -43,9 +39,6 @@ class Drain(Rule):
 
     name = "drain"
     family = "money"
-
-    def __init__(self, cfg: Config) -> None:
-        self.cfg = cfg
 
     def score(self, x: Context) -> Finding | None:
         if not x.money_out:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from detectors.base import Finding, Rule
-from detectors.config import Config
 from detectors.features import Context
 
 _WEIGHT = {"tor": 0.45, "hosting": 0.35, "vpn": 0.1}
@@ -14,9 +13,6 @@ class RiskyNetwork(Rule):
 
     name = "risky_network"
     family = "network"
-
-    def __init__(self, cfg: Config) -> None:
-        self.cfg = cfg
 
     def score(self, x: Context) -> Finding | None:
         weight = _WEIGHT.get(x.ip_type or "")
@@ -32,9 +28,6 @@ class SessionHijack(Rule):
 
     name = "session_hijack"
     family = "network"
-
-    def __init__(self, cfg: Config) -> None:
-        self.cfg = cfg
 
     def score(self, x: Context) -> Finding | None:
         if not x.session_changed or x.kind == "login_success":

@@ -56,3 +56,13 @@ def loads(data: bytes) -> Any:
         raise
     except Exception as exc:  # truncated or garbled bytes
         raise ValueError(f"model state is not readable: {exc!r}") from None
+
+
+def load_versioned(data: bytes, version: int, params: Any, what: str) -> dict:
+    """Unpickle a detector state and check its format version and parameters."""
+    obj = loads(data)
+    if not isinstance(obj, dict) or obj.get("version") != version:
+        raise ValueError(f"not a {what} state of version {version}")
+    if obj["params"] != params:
+        raise ValueError(f"{what} state was saved with {obj['params']}, this detector has {params}")
+    return obj

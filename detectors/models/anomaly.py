@@ -420,12 +420,7 @@ class BehaviourAnomaly:
         if not data:
             self._groups = {}
             return
-        obj = _snapshot.loads(data)
-        if not isinstance(obj, dict) or obj.get("version") != _STATE_VERSION:
-            raise ValueError("not a behaviour_anomaly state of version %d" % _STATE_VERSION)
-        if obj["params"] != self._params():
-            raise ValueError(f"behaviour_anomaly state was saved with {obj['params']}, "
-                             f"this detector has {self._params()}")
+        obj = _snapshot.load_versioned(data, _STATE_VERSION, self._params(), "behaviour_anomaly")
         self._groups = {name: _Group(name, p, PercentileCalibrator.from_state(cal), n, k)
                         for name, (p, cal, n, k) in obj["groups"].items()}
 

@@ -186,12 +186,7 @@ class VerdictModel:
             self._model, self._n = None, [0, 0]
             self._refresh()
             return
-        obj = _snapshot.loads(data)
-        if not isinstance(obj, dict) or obj.get("version") != _STATE_VERSION:
-            raise ValueError("not a supervised model state of version %d" % _STATE_VERSION)
-        if obj["params"] != self._params():
-            raise ValueError(f"supervised model state was saved with {obj['params']}, "
-                             f"this detector has {self._params()}")
+        obj = _snapshot.load_versioned(data, _STATE_VERSION, self._params(), "supervised model")
         self._model, self._n = obj["model"], [int(v) for v in obj["n"]]
         self._refresh()
 

@@ -181,7 +181,7 @@ class Engine:
             outputs.append(Output(c.ALERTS, account, alert, cloudevents_headers(alert)))
             self.counts["alerts"] += 1
             if x is not None:
-                profile.alert_x = [alert_id, x.features(), x.event.device_id, x.country,
+                profile.alert_x = [alert_id, dict(x.features()), x.event.device_id, x.country,
                                    getattr(x.event, "counterparty_id", None)]
             if profile.restriction[0] != "none" and decision.action:
                 profile.restriction[3] = alert_id

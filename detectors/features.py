@@ -38,7 +38,7 @@ class Context:
         "country", "country_new", "distance_km", "speed_kmh", "travel_error_km",
         "untrusted", "cred_age_h", "cred_kinds", "cred_suspicious", "sim_age_h", "fails_recent",
         "money_out", "amount", "amount_z", "payee_new", "payee_added_h", "hour_share",
-        "drain_ratio", "credit_ratio", "since_repay_h",
+        "drain_ratio", "credit_ratio", "since_repay_h", "_features",
     )
 
     def __init__(self) -> None:
@@ -46,7 +46,13 @@ class Context:
             setattr(self, name, None)
 
     def features(self) -> dict[str, float]:
-        """Numeric features for the online models (missing ones are simply absent)."""
+        """Numeric features for the online models (missing ones are simply absent), computed
+        once per event however many models ask. Callers must not modify the dict."""
+        if self._features is None:
+            self._features = self._compute_features()
+        return self._features
+
+    def _compute_features(self) -> dict[str, float]:
         x: dict[str, float] = {
             "device_new": float(bool(self.device_new)),
             "device_young": float(bool(self.device_young)),

@@ -201,7 +201,9 @@ def assert_well_formed(d: Detector, f: Finding | None) -> None:
 
 
 def snapshot(x: Context) -> tuple:
-    return tuple(getattr(x, s) for s in Context.__slots__), x.profile.to_bytes(), x.features()
+    # ``_features`` is the memo of ``features()``, compared by value below, not an input slot
+    public = [s for s in Context.__slots__ if not s.startswith("_")]
+    return tuple(getattr(x, s) for s in public), x.profile.to_bytes(), dict(x.features())
 
 
 # -- minimal events: required fields only ------------------------------------------------------------

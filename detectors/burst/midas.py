@@ -185,6 +185,7 @@ class MidasR:
         self._hits: np.ndarray | None = None  # (3 * rows * buckets,) int64
         self._total: np.ndarray | None = None  # (3 * rows * buckets,) int64
         self._tick: int | None = None
+        self._plist: list | None = None  # hash parameters as Python ints, for score_one
 
     # -- public API ---------------------------------------------------------------------------
 
@@ -194,21 +195,55 @@ class MidasR:
         return self._tick
 
     def score_one(self, src: int, dst: int, tick: int) -> float:
-        """Learn one edge and return its score (0.0 at the first tick)."""
+        """Learn one edge and return its score (0.0 at the first tick).
+
+        A scalar path (Python ints and floats over the sketch arrays) that performs the same
+        floating-point operations, in the same order, as :func:`_score` does for a block, so
+        the result is bit-identical to :meth:`score_many`.
+        """
         src, dst, tick = operator.index(src), operator.index(dst), operator.index(tick)
         self._check_first_tick(tick)
         self._ensure_state()
         if self._tick is not None and tick != self._tick:
             self._advance()
         self._tick = tick
-        cells = self._cells_one(src, dst)
-        self._hits[cells] += 1
-        self._total[cells] += 1
-        a = self._base[cells] + self._hits[cells]
-        s = self._total[cells]
-        shape = (1, _KINDS, self.rows)
-        t = np.array([tick], dtype=np.float64)
-        return float(_score(a.reshape(shape), s.reshape(shape), t)[0])
+        base, hits, total = self._base, self._hits, self._total
+        t = float(tick)
+        top = 0.0
+        for k, cells in enumerate(self._cells_list(src, dst)):
+            a_min = s_min = None
+            for c in cells:
+                hits[c] += 1
+                total[c] += 1
+                a = base.item(c) + hits.item(c)
+                s_ = total.item(c)
+                if a_min is None or a < a_min:
+                    a_min = a
+                if s_min is None or s_ < s_min:
+                    s_min = s_
+            s_f = float(s_min)
+            if s_f == 0.0 or t == 1.0:
+                x2 = 0.0
+            else:
+                d = (a_min - s_f / t) * t
+                x2 = d * d / (s_f * (t - 1.0))
+            if k == 0 or x2 > top:
+                top = x2
+        return float(np.log1p(top))
+
+    def _cells_list(self, src: int, dst: int) -> tuple[list[int], list[int], list[int]]:
+        """Flat cell indices per kind (edge, source, destination), as Python ints."""
+        b = self.buckets
+        plist = self._plist
+        if plist is None:
+            plist = self._plist = [[(int(p1), int(p2)) for p1, p2 in kind] for kind in self._params]
+        rows = self.rows
+        edge = edge_buckets_one(src, dst, plist[0], b)
+        source = node_buckets_one(src, plist[1], b)
+        dest = node_buckets_one(dst, plist[2], b)
+        return ([x + r * b for r, x in enumerate(edge)],
+                [x + (rows + r) * b for r, x in enumerate(source)],
+                [x + (2 * rows + r) * b for r, x in enumerate(dest)])
 
     def score_many(self, src: np.ndarray, dst: np.ndarray, tick: np.ndarray,
                    chunk: int = 1 << 14) -> np.ndarray:
@@ -319,12 +354,6 @@ class MidasR:
         self._base += self._hits
         self._base *= float(self.factor)
         self._hits.fill(0)
-
-    def _cells_one(self, src: int, dst: int) -> np.ndarray:
-        b, p = self.buckets, self._params
-        buckets = (edge_buckets_one(src, dst, p[0], b) + node_buckets_one(src, p[1], b)
-                   + node_buckets_one(dst, p[2], b))
-        return np.array(buckets, dtype=np.int64) + np.arange(0, len(buckets) * b, b)
 
     def _cells(self, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
         """Flat cell index of every (edge, kind, row): ``int64`` array ``(n, 3 * rows)``."""

@@ -40,6 +40,9 @@ class Finding:
 class Detector(Protocol):
     name: str
     family: str
+    #: the topics whose events the detector scores and learns from; the engine calls it for
+    #: no others (most rules look at one or two kinds of event)
+    topics: frozenset[str]
 
     def score(self, x: "Context") -> Finding | None:
         """Judge the event; never mutate ``x``."""
@@ -63,6 +66,7 @@ class Rule:
 
     name = "rule"
     family = "rule"
+    topics: frozenset[str] = frozenset({"device", "location", "transaction"})
 
     def __init__(self, cfg: "Config") -> None:
         self.cfg = cfg

@@ -92,6 +92,8 @@ class Engine:
         self.cfg = cfg or Config()
         self.facts = facts if facts is not None else default_facts(self.cfg)
         self._shards: dict[int, list[Detector]] = {}
+        # per shard, the detectors that look at each topic (the per-event loop)
+        self._by_topic: dict[int, dict[str, list[Detector]]] = {}
         self.counts = {"events": 0, "duplicates": 0, "verdicts": 0, "dead_letters": 0,
                        "commands": 0, "alerts": 0}
 
@@ -102,6 +104,15 @@ class Engine:
         if dets is None:
             dets = self._shards[shard] = build_detectors(self.cfg, shard)
         return dets
+
+    def _detectors_for(self, account_id: str, topic: str) -> list[Detector]:
+        shard = shard_of(account_id, self.cfg.shards)
+        by_topic = self._by_topic.get(shard)
+        if by_topic is None:
+            dets = self.detectors(account_id)
+            by_topic = self._by_topic[shard] = {
+                t: [d for d in dets if t in d.topics] for t in (c.DEVICE, c.LOCATION, c.TRANSACTION)}
+        return by_topic[topic]
 
     def snapshot(self) -> dict[int, dict[str, bytes]]:
         """The models' state per shard (rules have none), for the worker's signed snapshots."""
@@ -151,7 +162,7 @@ class Engine:
         cfg = self.cfg
         facts = self.facts.lookup(event)
         x = build_context(profile, event, cfg, facts)
-        dets = self.detectors(event.account_id)
+        dets = self._detectors_for(event.account_id, event.topic)
         findings: list[Finding] = []
         for d in dets:
             f = d.score(x)

@@ -317,3 +317,16 @@ def test_findings_are_well_formed(name):
     d = build(name)
     for f in run(d, steps, facts, {}, risk=0.9):
         assert_well_formed(d, f)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_findings_come_only_from_declared_topics(name):
+    """The engine calls a detector only for its ``topics``; a finding on another topic would be
+    silently lost there, so none may exist."""
+    (steps, facts), _ = stream()
+    d = build(name)
+    assert d.topics and d.topics <= {"device", "location", "transaction"}
+    events = [s for s in steps if not isinstance(s, VerdictStep)]
+    found = run(d, steps, facts, {})
+    stray = {e.topic for e, f in zip(events, found) if f is not None and e.topic not in d.topics}
+    assert not stray, f"{name} scored events of undeclared topics {stray}"

@@ -277,6 +277,7 @@ class BehaviourAnomaly:
 
     name = "behaviour_anomaly"
     family = "model"
+    topics = frozenset({"device", "transaction"})  # logins and money movements
 
     def __init__(self, seed: int = 0, n_trees: int = 10, height: int = 6, window_size: int = 250,
                  flag_at: float = 0.99, min_learned: int = 500,

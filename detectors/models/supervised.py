@@ -89,6 +89,7 @@ class VerdictModel:
 
     name = "supervised"
     family = "model"
+    topics = frozenset({"device", "transaction"})  # logins, credential changes, money movements
 
     def __init__(self, seed: int = 0, min_labels: int = 20, min_per_class: int = 3) -> None:
         if not isinstance(seed, int):

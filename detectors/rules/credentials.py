@@ -13,6 +13,7 @@ class FailedLogins(Rule):
 
     name = "failed_logins"
     family = "credential"
+    topics = frozenset({"device"})
 
     def __init__(self, cfg: Config) -> None:
         self.burst = cfg.windows.failed_login_burst
@@ -39,6 +40,7 @@ class CredentialThenMoney(Rule):
 
     name = "credential_then_money"
     family = "credential"
+    topics = frozenset({"device", "transaction"})
 
     def score(self, x: Context) -> Finding | None:
         kind = x.kind

@@ -15,6 +15,7 @@ class CrossAccount(Rule):
 
     name = "cross_account"
     family = "crowd"
+    topics = frozenset({"device"})
 
     def score(self, x: Context) -> Finding | None:
         if x.kind not in _LOGINS:
@@ -41,6 +42,7 @@ class LoginBurst(Rule):
 
     name = "login_burst"
     family = "crowd"
+    topics = frozenset({"device"})
 
     def score(self, x: Context) -> Finding | None:
         burst = x.facts.burst

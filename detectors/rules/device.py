@@ -17,6 +17,7 @@ class NewDevice(Rule):
 
     name = "new_device"
     family = "device"
+    topics = frozenset({"device", "transaction"})
 
     def score(self, x: Context) -> Finding | None:
         ev = x.event

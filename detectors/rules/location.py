@@ -17,6 +17,7 @@ class ImpossibleTravel(Rule):
 
     name = "impossible_travel"
     family = "location"
+    topics = frozenset({"location"})
 
     def __init__(self, cfg: Config) -> None:
         self.tolerance = cfg.windows.travel_tolerance_kmh
@@ -34,6 +35,7 @@ class NewCountry(Rule):
 
     name = "new_country"
     family = "location"
+    topics = frozenset({"location"})
 
     def score(self, x: Context) -> Finding | None:
         if not x.country_new or not x.established:

@@ -13,6 +13,7 @@ class OutOfCharacter(Rule):
 
     name = "out_of_character"
     family = "money"
+    topics = frozenset({"transaction"})
 
     def score(self, x: Context) -> Finding | None:
         if not x.money_out:
@@ -39,6 +40,7 @@ class Drain(Rule):
 
     name = "drain"
     family = "money"
+    topics = frozenset({"transaction"})
 
     def score(self, x: Context) -> Finding | None:
         if not x.money_out:

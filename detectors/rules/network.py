@@ -13,6 +13,7 @@ class RiskyNetwork(Rule):
 
     name = "risky_network"
     family = "network"
+    topics = frozenset({"device", "transaction"})
 
     def score(self, x: Context) -> Finding | None:
         weight = _WEIGHT.get(x.ip_type or "")

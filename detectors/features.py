@@ -25,6 +25,8 @@ __all__ = ["Context", "build_context", "observe", "FEATURE_NAMES"]
 #: GPS fixes are precise; IP geolocation is city-level at best.
 IP_GEO_ERROR_KM = 250.0
 MOBILE_GEO_ERROR_KM = 800.0
+#: a GPS fix this close to the account's home centre puts a device "at home"
+HOME_KM = 30.0
 
 
 class Context:
@@ -32,7 +34,7 @@ class Context:
 
     __slots__ = (
         "event", "topic", "kind", "ts", "profile", "facts", "established", "restricted", "recent_alert",
-        "device_suspect",
+        "device_suspect", "device_home",
         "device_new", "device_young", "device_trusted", "young_device_h",
         "ip_new", "asn", "asn_new", "ip_type", "session_changed",
         "country", "country_new", "distance_km", "speed_kmh", "travel_error_km",
@@ -131,7 +133,8 @@ def build_context(profile: Profile, event: Event, cfg: Config, facts: EventFacts
     # when we started watching the account (its first day) is not new, however recent.
     settled = profile.first_ts + DAY_MS
     young_first = None
-    for dev_id, (first, _last, _n, trusted) in profile.devices.items():
+    for dev_id, entry in profile.devices.items():
+        first, trusted = entry[0], entry[3]
         if trusted != 1 and first > settled and ts - first < new_device_ms \
                 and not profile.is_good("device:" + dev_id, ts):
             if young_first is None or first > young_first:
@@ -146,6 +149,7 @@ def build_context(profile: Profile, event: Event, cfg: Config, facts: EventFacts
                                           and ts - entry[0] < new_device_ms and not trusted)
         x.device_trusted = trusted or (entry is not None and not x.device_young)
         x.device_suspect = entry is not None and entry[3] == -1
+        x.device_home = entry is not None and len(entry) > 4 and entry[4] == 1
     else:
         # no device on the event: judge the device its session runs on, if known
         session_dev = profile.sessions.get(event.session_id) if event.session_id else None
@@ -154,6 +158,7 @@ def build_context(profile: Profile, event: Event, cfg: Config, facts: EventFacts
         x.device_young = entry is not None and entry[3] != 1 and entry[0] > settled and ts - entry[0] < new_device_ms
         x.device_trusted = entry is not None and not x.device_young
         x.device_suspect = entry is not None and entry[3] == -1
+        x.device_home = entry is not None and len(entry) > 4 and entry[4] == 1
 
     # network
     ip = event.ip
@@ -169,11 +174,12 @@ def build_context(profile: Profile, event: Event, cfg: Config, facts: EventFacts
     x.asn, x.ip_type = asn, ip_type
     x.asn_new = asn is not None and bool(profile.asns) and str(asn) not in profile.asns
     session = profile.sessions.get(event.session_id) if event.session_id else None
-    # a session that moves to another network operator (not just another IP of the same mobile
-    # carrier, which happens all the time) or onto an anonymising network
+    # a session that moves to a network operator the account has never used (not just another
+    # IP of the same carrier, or the holder's home broadband switching IPv4/IPv6) or onto an
+    # anonymising network
     x.session_changed = bool(
         session is not None and ip is not None and session[3] is not None and session[3] != ip
-        and ((asn is not None and session[4] is not None and session[4] != asn)
+        and ((asn is not None and session[4] is not None and session[4] != asn and x.asn_new)
              or (ip_type in ("hosting", "tor") and x.ip_new)))
 
     # location
@@ -198,8 +204,9 @@ def build_context(profile: Profile, event: Event, cfg: Config, facts: EventFacts
     # credentials and failures
     cred_ms = w.credential_change_hours * HOUR_MS
     # the event comes from somewhere the account holder has not been seen using
+    # (a young device seen at the holder's home is their new phone until shown otherwise)
     x.untrusted = bool(
-        x.device_young or x.session_changed or ip_type in ("hosting", "tor")
+        (x.device_young and not x.device_home) or x.session_changed or ip_type in ("hosting", "tor")
         or (not x.device_trusted and x.ip_new and x.asn_new))
     recent = [(k, v[0], v[2]) for k, v in profile.creds.items() if 0 <= ts - v[0] <= cred_ms]
     x.cred_kinds = tuple(sorted(k for k, _, _ in recent))
@@ -248,7 +255,7 @@ def build_context(profile: Profile, event: Event, cfg: Config, facts: EventFacts
 
 def observe(profile: Profile, x: Context, cfg: Config, risk: float = 0.0) -> None:
     """Learn ``x.event`` into ``profile``: the profile's side of online learning. A young device
-    on an event that raised an alert (``risk``) stays suspect until a verdict clears it."""
+    on an event risky enough for a step-up (``risk``) stays suspect until a verdict clears it."""
     event, ts = x.event, x.ts
     p = profile
     if p.n_events == 0 or ts < p.first_ts:
@@ -259,7 +266,7 @@ def observe(profile: Profile, x: Context, cfg: Config, risk: float = 0.0) -> Non
     failed = event.kind == "login_failure"  # a failed attempt is not the holder's usage
     if event.device_id and not failed:
         d = touch(p.devices, event.device_id, ts, MAX_DEVICES)
-        if risk >= cfg.policy.alert_at and x.device_young and d[3] == 0:
+        if risk >= cfg.policy.step_up_at and x.device_young and d[3] == 0:
             d[3] = -1
     if event.ip and not failed:
         entry = touch(p.ips, event.ip, ts, MAX_IPS)
@@ -297,7 +304,14 @@ def observe(profile: Profile, x: Context, cfg: Config, risk: float = 0.0) -> Non
             p.last_fix = [ts, event.lat, event.lon, err, event.country]
         if event.country:
             touch(p.countries, event.country, ts, MAX_COUNTRIES)
-        if kind == "gps_fix":
+        if kind == "gps_fix" and event.device_id and p.centre and p.centre[2] >= 5:
+            d = p.devices.get(event.device_id)
+            if d is not None and haversine_km(p.centre[0], p.centre[1], event.lat, event.lon) <= HOME_KM:
+                if len(d) == 4:
+                    d.append(1)
+                else:
+                    d[4] = 1
+        if kind == "gps_fix" and not x.device_young:  # the home centre learns from settled devices
             if p.centre:
                 lat, lon, wgt = p.centre
                 wgt = min(wgt + 1, 50)

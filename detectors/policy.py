@@ -9,7 +9,10 @@ with hysteresis: an account is never moved *down* the ladder by a quieter event 
 or a freeze lapsing at ``expires_at``, does that), a step-up is not repeated within its cooldown,
 an alert is not repeated within its cooldown unless risk rose by ``min_escalation``. ``close``
 needs an analyst's ``ato`` verdict, or - where ``auto_close`` is on - two strong findings from
-independent detector families, never the behaviour models alone. Allow-listed accounts, IPs and
+independent detector families, never the behaviour models alone. A freeze needs corroboration
+too: findings from at least two independent rule families (the behaviour models add risk but
+never corroborate, since they react to the same novelty the rules see); one line of evidence,
+however strong, gets a step-up. Allow-listed accounts, IPs and
 devices are capped at alerts. Everything depends on event time and the input only.
 """
 
@@ -26,8 +29,10 @@ __all__ = ["Decision", "decide", "fuse", "lapse", "ALERT"]
 
 ALERT = "alert"
 MINUTE_MS = 60_000
-#: families whose findings may count towards an automatic close
+#: families whose findings may count towards an automatic close or corroborate a freeze
 CLOSE_FAMILIES = frozenset({"device", "location", "network", "credential", "money", "crowd"})
+#: a finding corroborates a freeze from this score up
+CORROBORATE_AT = 0.25
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +91,11 @@ def _two_strong(findings: list[Finding], strong_at: float) -> bool:
     return len(families) >= 2
 
 
+def _corroborated(findings: list[Finding]) -> bool:
+    families = {f.family for f in findings if f.score >= CORROBORATE_AT and f.family in CLOSE_FAMILIES}
+    return len(families) >= 2
+
+
 def decide(profile: Profile, account_id: str, ts: int, ip: str | None, device: str | None,
            findings: list[Finding], cfg: Config) -> Decision:
     """Decide what one event calls for, and record it in the profile's restriction state."""
@@ -97,11 +107,11 @@ def decide(profile: Profile, account_id: str, ts: int, ip: str | None, device: s
         return Decision(risk, reasons, None, False)
     lapse(profile, ts)
     state = profile.restriction[0]
-    if risk >= pol.freeze_at:
+    if risk >= pol.freeze_at and _corroborated(findings):
         target = c.FREEZE
         if pol.auto_close and _two_strong(findings, pol.strong_at):
             target = c.CLOSE
-    elif risk >= pol.step_up_at:
+    elif risk >= pol.step_up_at:  # includes uncorroborated risk above freeze_at
         target = c.STEP_UP
     else:
         target = ALERT

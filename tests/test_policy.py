@@ -29,20 +29,38 @@ def f(score: float, family: str = "credential", name: str = "r") -> Finding:
     return Finding(name, score, ("CREDENTIAL_CHANGE",), family)
 
 
+FAMILIES = ("credential", "device", "money", "network")
+
+
 def run_table(rows, cfg: Config = Config()):
-    """rows: (minutes after T0, [finding scores]) -> list of (minute, action or 'alert' or None)."""
+    """rows: (minutes after T0, [finding scores]) -> list of (minute, action or 'alert' or None).
+    The scores of a row come from detectors of different families, in FAMILIES order."""
     profile = Profile()
     out = []
     for minute, scores in rows:
-        d = decide(profile, "a1", T0 + minute * MIN, None, None, [f(s) for s in scores], cfg)
+        findings = [f(s, FAMILIES[i], f"d{i}") for i, s in enumerate(scores)]
+        d = decide(profile, "a1", T0 + minute * MIN, None, None, findings, cfg)
         out.append((minute, d.action or ("alert" if d.alert else None)))
     return out
 
 
 def test_each_rung_of_the_ladder():
     cfg = Config()
-    for score, expected in [(0.2, None), (0.5, "alert"), (0.7, "step_up"), (0.9, "freeze")]:
-        assert run_table([(0, [score])], cfg) == [(0, expected)], score
+    for scores, expected in [([0.2], None), ([0.5], "alert"), ([0.7], "step_up"), ([0.85, 0.4], "freeze")]:
+        assert run_table([(0, scores)], cfg) == [(0, expected)], scores
+
+
+def test_one_line_of_evidence_never_freezes_however_strong():
+    assert run_table([(0, [0.99])]) == [(0, "step_up")]
+    # two findings of one family are one line of evidence too
+    one_family = [f(0.9, "credential", "a"), f(0.9, "credential", "b")]
+    assert decide(Profile(), "a1", T0, None, None, one_family, Config()).action == "step_up"
+    # the behaviour models add risk but do not corroborate
+    with_model = [f(0.9, "credential", "a"), f(0.9, "model", "b")]
+    assert decide(Profile(), "a1", T0, None, None, with_model, Config()).action == "step_up"
+    # a weak finding of another family does not corroborate either
+    weak = [f(0.95, "credential", "a"), f(0.2, "device", "b")]
+    assert decide(Profile(), "a1", T0, None, None, weak, Config()).action == "step_up"
 
 
 def test_noisy_or_fusion_lets_independent_evidence_add_up():
@@ -53,13 +71,14 @@ def test_noisy_or_fusion_lets_independent_evidence_add_up():
 
 def test_freeze_is_not_repeated_while_active_and_lapses_at_expires_at():
     ttl_min = int(Config().policy.freeze_ttl_hours * 60)
-    table = [(0, [0.95]), (10, [0.95]), (ttl_min - 1, [0.95]), (ttl_min + 1, [0.95])]
+    hi = [0.9, 0.5]
+    table = [(0, hi), (10, hi), (ttl_min - 1, hi), (ttl_min + 1, hi)]
     # while frozen no second freeze; once the alert cooldown passes the security team hears again
     assert run_table(table) == [(0, "freeze"), (10, None), (ttl_min - 1, "alert"), (ttl_min + 1, "freeze")]
 
 
 def test_step_up_cooldown_and_escalation_to_freeze():
-    table = [(0, [0.7]), (5, [0.7]), (30, [0.9]), (31, [0.7])]
+    table = [(0, [0.7]), (5, [0.7]), (30, [0.85, 0.4]), (31, [0.7])]
     assert run_table(table) == [(0, "step_up"), (5, None), (30, "freeze"), (31, None)]
 
 
@@ -74,7 +93,7 @@ def test_alert_cooldown_unless_risk_rises():
 
 
 def test_a_quieter_event_never_lowers_an_active_restriction():
-    table = [(0, [0.9]), (1, [0.5]), (2, [0.7])]
+    table = [(0, [0.85, 0.4]), (1, [0.5]), (2, [0.7])]
     assert [a for _, a in run_table(table)] == ["freeze", None, None]
 
 
@@ -85,8 +104,9 @@ def test_a_quieter_event_never_lowers_an_active_restriction():
 def test_allow_list_caps_restrictions_at_alerts_until_it_expires(entry):
     cfg = Config(allow=(entry,))
     profile = Profile()
-    d1 = decide(profile, "a1", T0, "198.51.100.7", None, [f(0.95)], cfg)
-    d2 = decide(profile, "a1", T0 + 2 * HOUR_MS, "198.51.100.7", None, [f(0.95)], cfg)
+    both = [f(0.95), f(0.5, "device", "d")]
+    d1 = decide(profile, "a1", T0, "198.51.100.7", None, both, cfg)
+    d2 = decide(profile, "a1", T0 + 2 * HOUR_MS, "198.51.100.7", None, both, cfg)
     assert (d1.action, d1.alert) == (None, True)
     assert d2.action == "freeze"
 
@@ -98,8 +118,8 @@ def test_close_needs_auto_close_and_two_strong_independent_families():
     auto = Config(policy=Policy(auto_close=True))
     assert decide(Profile(), "a1", T0, None, None, strong, Config()).action == "freeze"
     assert decide(Profile(), "a1", T0, None, None, strong, auto).action == "close"
-    assert decide(Profile(), "a1", T0, None, None, same_family, auto).action == "freeze"
-    assert decide(Profile(), "a1", T0, None, None, models, auto).action == "freeze"
+    assert decide(Profile(), "a1", T0, None, None, same_family, auto).action != "close"
+    assert decide(Profile(), "a1", T0, None, None, models, auto).action != "close"
 
 
 # -- properties --------------------------------------------------------------------------------

@@ -58,7 +58,7 @@ class CredentialThenMoney(Rule):
             return self.finding(0.55 if suspicious else 0.15, "NEW_PAYEE_AFTER_CHANGE", sim)
         if x.money_out:
             risky_money = bool(x.payee_new or (x.drain_ratio or 0) >= 0.5 or (x.credit_ratio or 0) >= 0.5
-                               or kind in ("withdrawal", "transfer_out") or (x.amount_z or 0) > 2)
+                               or (x.amount_z or 0) > 2)
             if suspicious:
                 score = 0.75 if risky_money else 0.5
             else:

@@ -31,7 +31,10 @@ class NewDevice(Rule):
             # that already raised an alert, while a step-up is pending, or to a new payee
             if x.kind == "payee_added":
                 return self.finding(0.45 if x.device_suspect else 0.25, "NEW_DEVICE_LOGIN")
-            score = 0.6 if (x.device_suspect or x.restricted == "step_up") else 0.35
+            if x.device_suspect or x.restricted == "step_up":
+                score = 0.6
+            else:
+                score = 0.15 if x.device_home else 0.35
             if x.payee_new:
                 score += 0.15
             if (x.drain_ratio or 0.0) >= 0.5 or (x.credit_ratio or 0.0) >= 0.5:

@@ -124,7 +124,8 @@ def build_context(profile: Profile, event: Event, cfg: Config, facts: EventFacts
     x = Context._for_build()
     x.event, x.topic, x.kind, x.ts, x.profile, x.facts = event, event.topic, event.kind, ts, profile, facts
     x.established = profile.n_events >= w.min_history_events
-    x.restricted = profile.restriction[0]
+    state, _since, until, _alert = profile.restriction
+    x.restricted = "none" if state in ("step_up", "frozen") and until and ts >= until else state
     last_alert = profile.actions.get("alert")
     x.recent_alert = last_alert[1] if last_alert and 0 <= ts - last_alert[0] <= DAY_MS else 0.0
     new_device_ms = w.new_device_days * DAY_MS

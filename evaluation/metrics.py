@@ -297,6 +297,9 @@ def incident_outcome(inc: Incident, ds: Sequence[Decision], s: EventSummary, ind
 
 def _attack_row(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     n = len(rows)
+    # a loss can only be stopped where there was one: incidents without a money movement by the
+    # attacker (stuffing attempts that never got in, takeovers cut short) count as detected only
+    lossy = [r for r in rows if r["first_loss_ts"] is not None]
     frozen = [r for r in rows if r["first_freeze_ts"] is not None]
     moves = sum(r["money_movements"] for r in rows)
     amount = sum(r["money_amount"] for r in rows)
@@ -304,10 +307,11 @@ def _attack_row(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         "incidents": n,
         "detected": sum(r["detected"] for r in rows),
         "detected_share": _share(sum(r["detected"] for r in rows), n),
-        "stopped_before_loss": sum(r["stopped_before_loss"] for r in rows),
-        "stopped_before_loss_share": _share(sum(r["stopped_before_loss"] for r in rows), n),
-        "stepped_up_before_loss": sum(r["stepped_up_before_loss"] for r in rows),
-        "stepped_up_before_loss_share": _share(sum(r["stepped_up_before_loss"] for r in rows), n),
+        "with_loss": len(lossy),
+        "stopped_before_loss": sum(r["stopped_before_loss"] for r in lossy),
+        "stopped_before_loss_share": _share(sum(r["stopped_before_loss"] for r in lossy), len(lossy)),
+        "stepped_up_before_loss": sum(r["stepped_up_before_loss"] for r in lossy),
+        "stepped_up_before_loss_share": _share(sum(r["stepped_up_before_loss"] for r in lossy), len(lossy)),
         "frozen": len(frozen),
         "median_time_to_freeze_s": median(r["time_to_freeze_s"] for r in frozen),
         "median_events_to_freeze": median(r["events_to_freeze"] for r in frozen
@@ -488,7 +492,8 @@ def evaluate(incidents: Sequence[Incident], decisions: Mapping[str, Sequence[Dec
         "catch_rate": attacks["all"]["stopped_before_loss_share"],
         "legit_flagged": _share(legit_stopped, len(legit)),
     }
-    worst_scn = min(((name, row["stopped_before_loss_share"]) for name, row in attacks["scenarios"].items()),
+    worst_scn = min(((name, row["stopped_before_loss_share"]) for name, row in attacks["scenarios"].items()
+                     if row["stopped_before_loss_share"] is not None),
                     key=lambda x: x[1], default=(None, None))
     worst_benign = max(((name, row["frozen_share"]) for name, row in benign.items()),
                        key=lambda x: x[1], default=(None, None))
@@ -531,7 +536,8 @@ DEFINITIONS: dict[str, str] = {
     "detected": "an attack incident with a flagging decision on its account with "
                 "start_ts <= t <= end_ts.",
     "deadline": "first_loss_ts, or end_ts for an incident without loss.",
-    "stopped before loss": "a freeze or close on the account with start_ts <= issued_at <= deadline.",
+    "stopped before loss": "a freeze or close on the account with start_ts <= issued_at <= first_loss_ts; "
+                           "shares are over the incidents with a loss (column 'with loss').",
     "stepped up before loss": "a step_up on the account with start_ts <= issued_at <= deadline.",
     "time / events to freeze": "from start_ts to the first freeze or close issued at or after "
                                "start_ts (no upper bound); events = the account's events with "

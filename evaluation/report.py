@@ -76,10 +76,10 @@ def _md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 # -- the tables (shared by terminal and Markdown) ---------------------------------------------
 
 def _attack_table(m: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
-    header = ["scenario", "incidents", "detected", "stopped", "stepped up", "frozen",
+    header = ["scenario", "incidents", "detected", "with loss", "stopped", "stepped up", "frozen",
               "time to freeze", "events to freeze", "moves before", "amount before"]
     def row(name: str, r: Mapping[str, Any]) -> list[str]:
-        return [name, str(r["incidents"]), pct(r["detected_share"]),
+        return [name, str(r["incidents"]), pct(r["detected_share"]), str(r["with_loss"]),
                 pct(r["stopped_before_loss_share"]), pct(r["stepped_up_before_loss_share"]),
                 str(r["frozen"]), duration(r["median_time_to_freeze_s"]),
                 num(r["median_events_to_freeze"]),

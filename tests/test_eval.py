@@ -309,6 +309,18 @@ def test_incident_without_loss_is_stopped_by_a_freeze_in_its_window():
     assert not metrics.incident_outcome(inc, [Decision(999, "close", 0.9)], s, 0)["stopped_before_loss"]
 
 
+def test_stopped_share_is_over_incidents_with_a_loss():
+    lossy = Incident("a", "stuffing", "ato", 1000, 5000, 3000, ())
+    attempt = Incident("b", "stuffing", "ato", 1000, 5000, None, ())
+    s = metrics.summarise_events([], [lossy, attempt], [4000, 4000])
+    rows = [metrics.incident_outcome(lossy, [Decision(2000, "freeze", 0.9)], s, 0),
+            metrics.incident_outcome(attempt, [], s, 1)]
+    row = metrics._attack_row(rows)
+    assert (row["incidents"], row["with_loss"], row["stopped_before_loss"]) == (2, 1, 1)
+    assert row["stopped_before_loss_share"] == 1.0
+    assert metrics._attack_row(rows[1:])["stopped_before_loss_share"] is None
+
+
 def test_incident_without_event_ids_uses_the_accounts_money_in_its_window():
     inc = Incident("a", "x", "ato", 100, 200, 150, ())
     evs = [metrics.Event("e1", "a", 150, "payment", 10.0), metrics.Event("e2", "a", 250, "payment", 5.0),

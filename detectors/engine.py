@@ -173,7 +173,9 @@ class Engine:
             if decision.alert or decision.action else []
         for d in dets:
             d.learn(x, decision.risk)
-        observe(profile, x, cfg, decision.risk)
+        evidence = frozenset(f.family for f in findings if f.score >= 0.5) if decision.risk >= cfg.policy.step_up_at \
+            else frozenset()
+        observe(profile, x, cfg, decision.risk, evidence)
         return outputs
 
     def _emit(self, account: str, trigger: str, ts: int, decision: Decision, findings: list[Finding],

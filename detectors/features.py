@@ -36,7 +36,7 @@ class Context:
         "event", "topic", "kind", "ts", "profile", "facts", "established", "restricted", "recent_alert",
         "device_suspect", "device_home",
         "device_new", "device_young", "device_trusted", "young_device_h",
-        "ip_new", "asn", "asn_new", "ip_type", "session_changed",
+        "ip_new", "ip_suspect", "asn", "asn_new", "ip_type", "session_changed",
         "country", "country_new", "distance_km", "speed_kmh", "travel_error_km",
         "untrusted", "cred_age_h", "cred_kinds", "cred_suspicious", "sim_age_h", "fails_recent",
         "money_out", "amount", "amount_z", "payee_new", "payee_added_h", "hour_share",
@@ -165,6 +165,7 @@ def build_context(profile: Profile, event: Event, cfg: Config, facts: EventFacts
     ip = event.ip
     ip_entry = profile.ips.get(ip) if ip else None
     x.ip_new = ip is not None and ip_entry is None and bool(profile.ips)
+    x.ip_suspect = ip_entry is not None and ip_entry[6] == 1
     asn = getattr(event, "asn", None)
     ip_type = getattr(event, "ip_type", None)
     if ip_entry is not None:
@@ -254,9 +255,14 @@ def build_context(profile: Profile, event: Event, cfg: Config, facts: EventFacts
     return x
 
 
-def observe(profile: Profile, x: Context, cfg: Config, risk: float = 0.0) -> None:
-    """Learn ``x.event`` into ``profile``: the profile's side of online learning. A young device
-    on an event risky enough for a step-up (``risk``) stays suspect until a verdict clears it."""
+def observe(profile: Profile, x: Context, cfg: Config, risk: float = 0.0,
+            evidence: frozenset[str] = frozenset()) -> None:
+    """Learn ``x.event`` into ``profile``: the profile's side of online learning.
+
+    A young device on an event risky enough for a step-up (``risk``) stays suspect until a
+    verdict clears it; so does the event's IP address when the evidence against the event
+    (``evidence``: the families of its strong findings) goes beyond the device's novelty, so the
+    suspicion carries independent evidence to the next event from that address."""
     event, ts = x.event, x.ts
     p = profile
     if p.n_events == 0 or ts < p.first_ts:
@@ -272,7 +278,9 @@ def observe(profile: Profile, x: Context, cfg: Config, risk: float = 0.0) -> Non
     if event.ip and not failed:
         entry = touch(p.ips, event.ip, ts, MAX_IPS)
         if len(entry) == 4:
-            entry[3:] = [None, None, None]  # asn, country, ip_type
+            entry[3:] = [None, None, None, 0]  # asn, country, ip_type, suspect
+        if risk >= cfg.policy.step_up_at and not x.device_trusted and evidence - {"device", "model"}:
+            entry[6] = 1
         if x.asn is not None:
             entry[3] = x.asn
             touch(p.asns, str(x.asn), ts, MAX_ASNS)

@@ -78,7 +78,7 @@ class Profile:
         self.n_events = 0
         self.devices: dict[str, list] = {}     # id -> [first, last, n, trust: 1/0/-1 suspect, (home 0/1)]
         self.countries: dict[str, list] = {}   # cc -> [first, last, n, 0]
-        self.ips: dict[str, list] = {}         # ip -> [first, last, n, asn, cc, ip_type]
+        self.ips: dict[str, list] = {}         # ip -> [first, last, n, asn, cc, ip_type, suspect]
         self.asns: dict[str, list] = {}        # str(asn) -> [first, last, n, 0]
         self.centre: list = []                 # [lat, lon, weight]
         self.last_fix: list = []               # [ts, lat, lon, err_km, cc]

@@ -252,3 +252,22 @@ def test_command_ids_are_deterministic_and_depend_on_the_policy_version():
     ids3 = [o.value["command_id"] for o in run(takeover_stream(), Config(detectors=RULES_ONLY, policy=Policy(version="v9")))[0]
             if o.topic == "commands"]
     assert a and ids1 == ids2 and ids1 != ids3
+
+
+def test_an_impossible_trip_makes_its_address_corroborate_the_cash_out():
+    """Attacker signs in abroad from a new device (a step-up: one line of evidence), then moves
+    money from the same address: the address now carries the location evidence, so it freezes.
+    Without the impossible trip the same cash-out only gets a step-up."""
+    quiet = takeover_stream()[:30]
+    t = quiet[-1].ts + 24 * HOUR_MS
+    ip = "192.0.2.66"
+    home_fix = LocationEvent("h1", "a1", t - 10 * MIN, "gps_fix", lat=52.52, lon=13.40, accuracy_m=20, country="DE")
+    login = DeviceEvent("t1", "a1", t, "login_success", device_id="evil", ip=ip)
+    far_fix = LocationEvent("t2", "a1", t + MIN, "ip_geo", lat=40.71, lon=-74.0, country="US", ip=ip, ip_type="residential")
+    # an ordinary amount to a new payee: alone, only the new device speaks against it
+    cash_out = TransactionEvent("t3", "a1", t + 20 * MIN, "transfer_out", amount=25.0, counterparty_id="mule",
+                                device_id="evil", ip=ip)
+    with_trip, _, _ = run(quiet + [home_fix, login, far_fix, cash_out])
+    without_trip, _, _ = run(quiet + [home_fix, login, cash_out])
+    assert commands(with_trip) == [("t2", "step_up"), ("t3", "freeze")]
+    assert ("t3", "freeze") not in commands(without_trip)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from detectors import contract as c
 from detectors.base import Finding, Rule
 from detectors.features import Context
 
@@ -9,13 +10,18 @@ _WEIGHT = {"tor": 0.45, "hosting": 0.35, "vpn": 0.1}
 
 
 class RiskyNetwork(Rule):
-    """Activity through Tor, a hosting provider or a VPN the account has not used before."""
+    """Activity through Tor, a hosting provider or a VPN the account has not used before, or
+    money and credentials handled from an address that was behind a step-up-level event from an
+    untrusted device (an impossible trip, say) - the attacker coming back through the same door."""
 
     name = "risky_network"
     family = "network"
     topics = frozenset({"device", "transaction"})
 
     def score(self, x: Context) -> Finding | None:
+        sensitive = x.money_out or x.kind in ("payee_added", "login_success") or x.kind in c.CREDENTIAL_KINDS
+        if x.ip_suspect and sensitive and not x.device_trusted:
+            return self.finding(0.45, "SUSPECT_NETWORK")
         weight = _WEIGHT.get(x.ip_type or "")
         if weight is None or not (x.ip_new or x.asn_new):
             return None

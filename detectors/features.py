@@ -259,10 +259,10 @@ def observe(profile: Profile, x: Context, cfg: Config, risk: float = 0.0,
             evidence: frozenset[str] = frozenset()) -> None:
     """Learn ``x.event`` into ``profile``: the profile's side of online learning.
 
-    A young device on an event risky enough for a step-up (``risk``) stays suspect until a
-    verdict clears it; so does the event's IP address when the evidence against the event
-    (``evidence``: the families of its strong findings) goes beyond the device's novelty, so the
-    suspicion carries independent evidence to the next event from that address."""
+    When the evidence against an event risky enough for a step-up (``risk``; ``evidence``: the
+    families of its strong findings) goes beyond the device's novelty, its young device and its
+    IP address stay suspect until a verdict clears them, so the suspicion carries independent
+    evidence to the next event from them (and a device never incriminates itself)."""
     event, ts = x.event, x.ts
     p = profile
     if p.n_events == 0 or ts < p.first_ts:
@@ -273,7 +273,7 @@ def observe(profile: Profile, x: Context, cfg: Config, risk: float = 0.0,
     failed = event.kind == "login_failure"  # a failed attempt is not the holder's usage
     if event.device_id and not failed:
         d = touch(p.devices, event.device_id, ts, MAX_DEVICES)
-        if risk >= cfg.policy.step_up_at and x.device_young and d[3] == 0:
+        if risk >= cfg.policy.step_up_at and x.device_young and d[3] == 0 and evidence - {"device", "model"}:
             d[3] = -1
     if event.ip and not failed:
         entry = touch(p.ips, event.ip, ts, MAX_IPS)

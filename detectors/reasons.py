@@ -23,6 +23,7 @@ class Reason:
 _ROWS = [
     # device and sign-in
     ("NEW_DEVICE_LOGIN", "a sign-in from a device we have not seen on your account before", "device"),
+    ("NO_DEVICE_FINGERPRINT", "a sign-in or payment from software that is not our app or website", "device"),
     ("RISKY_DEVICE", "a sign-in from an emulated or rooted device", "device"),
     ("NEW_COUNTRY", "activity from a country we have not seen on your account before", "location"),
     ("IMPOSSIBLE_TRAVEL", "activity in two places too far apart to travel between in the time", "location"),

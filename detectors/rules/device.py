@@ -42,4 +42,8 @@ class NewDevice(Rule):
             return self.finding(min(score, 0.75), "NEW_DEVICE_LOGIN")  # alone: a step-up at most
         if risky and x.kind in SIGN_IN:
             return self.finding(0.3, "RISKY_DEVICE")
+        if ev.device_id is None and x.established and (
+                x.kind == "login_success" or getattr(ev, "channel", None) in ("app", "web")):
+            # the app and the web client always send a device fingerprint; a script does not
+            return self.finding(0.5, "NO_DEVICE_FINGERPRINT")
         return None

@@ -38,7 +38,7 @@ class Context:
         "device_new", "device_young", "device_trusted", "young_device_h",
         "ip_new", "ip_suspect", "asn", "asn_new", "ip_type", "session_changed",
         "country", "country_new", "distance_km", "speed_kmh", "travel_error_km",
-        "untrusted", "cred_age_h", "cred_kinds", "cred_suspicious", "sim_age_h", "fails_recent",
+        "untrusted", "cred_age_h", "cred_kinds", "cred_suspicious", "cred_chain", "sim_age_h", "fails_recent",
         "money_out", "amount", "amount_z", "payee_new", "payee_added_h", "hour_share",
         "drain_ratio", "credit_ratio", "since_repay_h", "_features",
     )
@@ -214,6 +214,7 @@ def build_context(profile: Profile, event: Event, cfg: Config, facts: EventFacts
     x.cred_kinds = tuple(sorted(k for k, _, _ in recent))
     x.cred_age_h = _hours(ts - max(t for _, t, _ in recent)) if recent else None
     x.cred_suspicious = any(flag for _, _, flag in recent)
+    x.cred_chain = sum(1 for _, _, flag in recent if flag)  # distinct suspicious changes
     sim = profile.creds.get("sim_change")
     x.sim_age_h = _hours(ts - sim[0]) if sim and 0 <= ts - sim[0] <= cred_ms else None
     fail_ms = w.failed_login_minutes * 60_000
@@ -232,7 +233,9 @@ def build_context(profile: Profile, event: Event, cfg: Config, facts: EventFacts
         if x.money_out and event.amount is not None and n >= 3:
             x.amount_z = (math.log1p(event.amount) - mean) / math.sqrt(var + 0.25)
         payee = event.counterparty_id
-        if payee is not None:
+        # a new shop is everyday life, a large sum at one (gift cards) is not; a new recipient of
+        # a transfer is what a thief needs
+        if payee is not None and (event.kind != "payment" or (x.amount_z is not None and x.amount_z > 1.5)):
             p_entry = profile.payees.get(payee)
             x.payee_new = p_entry is None and not profile.is_good("payee:" + payee, ts)
             # a payee added recently but not yet paid counts as new

@@ -63,3 +63,18 @@ def test_a_new_phone_seen_at_home_weighs_less_than_one_never_seen_there():
         f = RULES["new_device"](CFG).score(build_context(p, pay, CFG))
         score[name] = f.score if f else 0.0
     assert score["home"] < score["away"]
+
+
+def test_a_chain_of_credential_changes_weighs_on_even_a_tiny_payment():
+    t = T0 + 6 * D
+    chain, single = history(), history()
+    for p, kinds in ((chain, ("sim_change", "password_reset", "mfa_change")), (single, ("password_reset",))):
+        for i, kind in enumerate(kinds):
+            ev = DeviceEvent(f"c{i}", "a1", t + i * 60_000, kind, device_id=None if kind == "sim_change" else "new",
+                             ip="203.0.113.9")
+            observe(p, build_context(p, ev, CFG), CFG)
+    test_payment = TransactionEvent("tp", "a1", t + H, "payment", amount=2.0, counterparty_id="shop",
+                                    device_id="new", balance_after=1998.0)
+    rule = RULES["credential_then_money"](CFG)
+    assert rule.score(build_context(chain, test_payment, CFG)).score >= 0.8
+    assert rule.score(build_context(single, test_payment, CFG)).score < 0.8

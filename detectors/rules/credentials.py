@@ -60,7 +60,11 @@ class CredentialThenMoney(Rule):
             risky_money = bool(x.payee_new or (x.drain_ratio or 0) >= 0.5 or (x.credit_ratio or 0) >= 0.5
                                or (x.amount_z or 0) > 2)
             if suspicious:
-                score = 0.75 if risky_money else 0.5
+                score = 0.75 if risky_money else 0.4
+                if x.cred_chain >= 2:
+                    # several credentials changed from untrusted places (SIM, then password, then
+                    # MFA): the account has changed hands, whatever the amount
+                    score = max(score, 0.8)
             else:
                 score = 0.1
             if x.payee_new:

@@ -45,10 +45,10 @@ This is a supporting signal: it must never freeze an account alone. The contribu
 (no finding) below the 95th percentile and grows with the *rarity* of the event, linearly in
 ``log(1 - p)``, up to :data:`MAX_SCORE` at the 99.9th percentile and above::
 
-    s(p) = 0.4 * clip(log(0.05 / (1 - p)) / log(50), 0, 1)      (p >= 0.95)
+    s(p) = 0.25 * clip(log(0.05 / (1 - p)) / log(50), 0, 1)     (p >= 0.95)
 
     p      0.95   0.97   0.99   0.995  0.999+
-    s(p)   0.0    0.05   0.16   0.24   0.40
+    s(p)   0.0    0.03   0.10   0.15   0.25
 
 Cost
 ----
@@ -76,7 +76,7 @@ Examples
 >>> model.score(login()) is None  # ordinary: below the 95th percentile
 True
 >>> model.score(login(fails=12, device_new=True, hour_share=0.0))
-Finding(detector='behaviour_anomaly', score=0.4, reasons=('BEHAVIOUR_ANOMALY',), family='model')
+Finding(detector='behaviour_anomaly', score=0.25, reasons=('BEHAVIOUR_ANOMALY',), family='model')
 """
 
 from __future__ import annotations
@@ -119,7 +119,7 @@ GROUPS = tuple(FEATURES)
 #: Events whose fused risk reaches this are never learned from (the policy's ``step_up_at``).
 RISK_NO_LEARN = 0.65
 #: The largest contribution of this detector, at the 99.9th percentile and above.
-MAX_SCORE = 0.4
+MAX_SCORE = 0.25
 _FLOOR, _TOP = 0.95, 0.999
 _LOG_SPAN = math.log((1 - _FLOOR) / (1 - _TOP))
 
@@ -133,7 +133,7 @@ def contribution(p: float) -> float:
     """The risk contribution of a calibrated percentile ``p`` (see the module docstring).
 
     >>> [round(contribution(p), 2) for p in (0.5, 0.95, 0.99, 0.999, 1.0)]
-    [0.0, 0.0, 0.16, 0.4, 0.4]
+    [0.0, 0.0, 0.1, 0.25, 0.25]
     """
     if p <= _FLOOR:
         return 0.0

@@ -484,7 +484,8 @@ def evaluate(incidents: Sequence[Incident], decisions: Mapping[str, Sequence[Dec
     benign = benign_situations(incidents, decisions)
     cohort = repay_cohort(legit, decisions, s)
     precision = alert_precision(incidents, decisions)
-    curve = threshold_curve([o["max_risk_before_loss"] for o in outcomes],
+    # the same incidents as the stopped-before-loss share: those with a loss to stop
+    curve = threshold_curve([o["max_risk_before_loss"] for o in outcomes if o["first_loss_ts"] is not None],
                             [max_risk(decisions.get(a, ())) for a in legit])
     legit_stopped = sum(1 for a in legit
                         if any(d.action in STOPPING_ACTIONS for d in decisions.get(a, ())))

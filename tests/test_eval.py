@@ -336,3 +336,14 @@ def test_package_all_is_complete():
     for mod in (eval_io, metrics, evaluation.cli):
         assert all(hasattr(mod, name) for name in mod.__all__), mod.__name__
     assert callable(evaluation.cli.configure) and callable(evaluation.cli.run)
+
+
+def test_threshold_curve_counts_the_incidents_with_a_loss_like_the_stopped_share(tmp_path):
+    # an attempt on a third account, without loss and without any output: not a miss of the curve
+    attempt = {"account_id": "A3", "scenario": "credential_stuffing_attempt", "label": "ato",
+               "start_ts": T + 6 * D, "end_ts": T + 6 * D + H, "first_loss_ts": None, "event_ids": []}
+    rc, m = run_eval(tmp_path, events=EVENTS + [dev("a3-fail", "A3", T + 6 * D, "login_failure")],
+                     labels=LABELS + [attempt])
+    c = m["threshold_curve"]
+    assert rc == 0 and c["catch_rate"][0] == 1.0
+    assert c["operating_point"]["catch_rate"] == 0.5

@@ -358,3 +358,24 @@ def test_benchmark_on_the_first_rows_of_darpa():
     assert np.array_equal(np.array(head), scores[:3000])
     table = darpa_midas.format_table(result, parse_seconds=0.1)
     assert "0.95" in table and "atoguard MidasR" in table
+
+
+def test_benchmark_repeat_prints_each_seed_and_the_spread(tmp_path, monkeypatch, capsys):
+    rows = [f"h{i % 7},h{(3 * i) % 11},06/01/1998-08:{i // 10:02d},{'-' if i % 5 else 'satan'}"
+            for i in range(300)]
+    path = tmp_path / "tiny.zip"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("tiny.csv", "\n".join(rows) + "\n")
+    assert darpa_midas.main(["--zip", str(path), "--buckets", "3", "--seed", "5",
+                             "--repeat", "3"]) == 0
+    out = capsys.readouterr().out
+    spread = out.split("Over 3 hash seeds:")[1].strip().splitlines()
+    seeds = [int(line.split()[0]) for line in spread[1:4]]
+    assert seeds == [5, 6, 7]
+    aucs = [float(line.split()[1]) for line in spread[1:4]]
+    edges = darpa_midas.load_darpa(path)
+    expected = [darpa_midas.evaluate(edges, buckets=3, seed=s)["roc_auc"] for s in (5, 6, 7)]
+    assert aucs == [round(a, 4) for a in expected]
+    mean = float(spread[4].split()[1])
+    assert mean == pytest.approx(sum(expected) / 3, abs=1e-4)
+    assert min(aucs) == float(spread[5].split()[1]) and max(aucs) == float(spread[6].split()[1])

@@ -37,6 +37,7 @@ class Context:
         "device_suspect", "device_home",
         "device_new", "device_young", "device_trusted", "young_device_h",
         "ip_new", "ip_suspect", "asn", "asn_new", "ip_type", "session_changed",
+        "session_far",
         "country", "country_new", "distance_km", "speed_kmh", "travel_error_km",
         "untrusted", "cred_age_h", "cred_kinds", "cred_suspicious", "cred_chain", "sim_age_h", "fails_recent",
         "money_out", "amount", "amount_z", "payee_new", "payee_added_h", "hour_share",
@@ -113,6 +114,23 @@ def fix_error_km(event: LocationEvent) -> float | None:
     return max(err, MOBILE_GEO_ERROR_KM) if event.ip_type == "mobile" else err
 
 
+#: a session that moves to a network operator first seen less than this long ago moved to a new
+#: one (the location fix of an address usually arrives just before its first use)
+FRESH_MS = HOUR_MS
+
+
+#: an address the account has used this long and this often, and never under suspicion, is its
+#: home (or office) network: a new device first seen there is the holder's
+HOME_NETWORK_MS = 3 * DAY_MS
+HOME_NETWORK_USES = 5
+
+
+def _home_network(ip_entry: list | None, ts: int) -> bool:
+    return (ip_entry is not None and len(ip_entry) > 6 and ts - ip_entry[0] >= HOME_NETWORK_MS
+            and ip_entry[2] >= HOME_NETWORK_USES and ip_entry[6] != 1
+            and ip_entry[5] not in ("hosting", "tor", "vpn"))
+
+
 def _hours(ms: int) -> float:
     return ms / HOUR_MS
 
@@ -164,6 +182,8 @@ def build_context(profile: Profile, event: Event, cfg: Config, facts: EventFacts
     # network
     ip = event.ip
     ip_entry = profile.ips.get(ip) if ip else None
+    if x.device_young and not x.device_home and _home_network(ip_entry, ts):
+        x.device_home = True  # a new device on the holder's own broadband: their new phone
     x.ip_new = ip is not None and ip_entry is None and bool(profile.ips)
     x.ip_suspect = ip_entry is not None and ip_entry[6] == 1
     asn = getattr(event, "asn", None)
@@ -174,15 +194,32 @@ def build_context(profile: Profile, event: Event, cfg: Config, facts: EventFacts
     asn = asn if asn is not None else facts.asn
     ip_type = ip_type or facts.ip_type
     x.asn, x.ip_type = asn, ip_type
-    x.asn_new = asn is not None and bool(profile.asns) and str(asn) not in profile.asns
+    asn_entry = profile.asns.get(str(asn)) if asn is not None else None
+    x.asn_new = asn is not None and bool(profile.asns) and asn_entry is None
     session = profile.sessions.get(event.session_id) if event.session_id else None
+    session_asn = session_cc = None
+    if session is not None and session[3] is not None:
+        # the session's operator and country: known when it started, or learnt since from a
+        # location fix of its first address (ip_geo usually arrives just after the login)
+        first_ip = profile.ips.get(session[3])
+        if first_ip is not None and len(first_ip) > 4:
+            session_asn, session_cc = first_ip[3], first_ip[4]
+        if session[4] is not None:
+            session_asn = session[4]
     # a session that moves to a network operator the account has never used (not just another
     # IP of the same carrier, or the holder's home broadband switching IPv4/IPv6) or onto an
     # anonymising network
     x.session_changed = bool(
         session is not None and ip is not None and session[3] is not None and session[3] != ip
-        and ((asn is not None and session[4] is not None and session[4] != asn and x.asn_new)
+        and ((asn is not None and session_asn is not None and session_asn != asn
+              and (x.asn_new or (ts - asn_entry[0] < FRESH_MS and asn_entry[0] > settled)))
              or (ip_type in ("hosting", "tor") and x.ip_new)))
+    # ... and, worse, one that moved abroad or behind an anonymiser: a stolen token replayed
+    # elsewhere, where a holder's phone leaving the home Wi-Fi stays with a local operator
+    here = ip_entry[4] if ip_entry is not None and len(ip_entry) > 4 else None
+    x.session_far = x.session_changed and (
+        ip_type in ("hosting", "tor", "vpn")
+        or (here is not None and session_cc is not None and here != session_cc))
 
     # location
     if type(event) is LocationEvent:
@@ -278,6 +315,12 @@ def observe(profile: Profile, x: Context, cfg: Config, risk: float = 0.0,
         d = touch(p.devices, event.device_id, ts, MAX_DEVICES)
         if risk >= cfg.policy.step_up_at and x.device_young and d[3] == 0 and evidence - {"device", "model"}:
             d[3] = -1
+    if x.device_home and event.device_id and not failed:
+        d = p.devices[event.device_id]
+        if len(d) == 4:
+            d.append(1)
+        else:
+            d[4] = 1
     if event.ip and not failed:
         entry = touch(p.ips, event.ip, ts, MAX_IPS)
         if len(entry) == 4:

@@ -53,7 +53,7 @@ def test_a_new_phone_seen_at_home_weighs_less_than_one_never_seen_there():
     t = T0 + 6 * D
     away, home = history(), history()
     for p, (lat, lon) in ((away, (48.14, 11.58)), (home, (52.521, 13.401))):
-        for ev in (DeviceEvent("n1", "a1", t, "login_success", device_id="new", ip="198.51.100.1"),
+        for ev in (DeviceEvent("n1", "a1", t, "login_success", device_id="new", ip="203.0.113.77"),
                    LocationEvent("n2", "a1", t + 1000, "gps_fix", lat=lat, lon=lon, accuracy_m=20, device_id="new")):
             observe(p, build_context(p, ev, CFG), CFG)
     pay = TransactionEvent("n3", "a1", t + H, "payment", amount=20.0, counterparty_id="shop",
@@ -63,6 +63,41 @@ def test_a_new_phone_seen_at_home_weighs_less_than_one_never_seen_there():
         f = RULES["new_device"](CFG).score(build_context(p, pay, CFG))
         score[name] = f.score if f else 0.0
     assert score["home"] < score["away"]
+
+
+def test_a_new_phone_on_the_accounts_own_broadband_is_the_holders():
+    """A young device first used from the address the account has used for days is "at home",
+    like one whose GPS fix is at home; a fresh address, or a long-used one that fell under
+    suspicion, does not vouch for it."""
+    t = T0 + 6 * D
+    login = DeviceEvent("n1", "a1", t, "login_success", device_id="new", ip="198.51.100.1")
+    rule = RULES["new_device"](CFG)
+
+    at_home = history()
+    x = build_context(at_home, login, CFG)
+    assert x.device_young and x.device_home and not x.untrusted
+    observe(at_home, x, CFG)
+    # and it stays at home for what follows, from anywhere
+    elsewhere = TransactionEvent("n4", "a1", t + H, "transfer_out", amount=20.0, counterparty_id="shop",
+                                 device_id="new", ip="203.0.113.8", balance_after=1900.0)
+    assert build_context(at_home, elsewhere, CFG).device_home
+
+    short = history(days=2)  # an address used for two days is not yet a home network
+    x = build_context(short, DeviceEvent("n1", "a1", T0 + 2 * D, "login_success", device_id="new",
+                                         ip="198.51.100.1"), CFG)
+    assert x.device_young and not x.device_home
+
+    suspect = history()
+    suspect.ips["198.51.100.1"][6] = 1
+    x = build_context(suspect, login, CFG)
+    assert x.device_young and not x.device_home
+
+    fresh = history()
+    observe(fresh, build_context(fresh, DeviceEvent("n1", "a1", t, "login_success", device_id="new",
+                                                    ip="203.0.113.8"), CFG), CFG)
+    home_score = rule.score(build_context(at_home, elsewhere, CFG)).score
+    fresh_score = rule.score(build_context(fresh, elsewhere, CFG)).score
+    assert home_score < fresh_score
 
 
 def test_a_chain_of_credential_changes_weighs_on_even_a_tiny_payment():
@@ -78,3 +113,31 @@ def test_a_chain_of_credential_changes_weighs_on_even_a_tiny_payment():
     rule = RULES["credential_then_money"](CFG)
     assert rule.score(build_context(chain, test_payment, CFG)).score >= 0.8
     assert rule.score(build_context(single, test_payment, CFG)).score < 0.8
+
+
+def _session_moves(to_ip: str, country: str, asn: int, ip_type: str):
+    """The holder signs in at home (the ip_geo of the address arrives just after), then the same
+    session adds a payee from another address whose ip_geo was seen seconds before."""
+    p = history()
+    t = T0 + 6 * D
+    for ev in (DeviceEvent("s1", "a1", t, "login_success", device_id="d1", session_id="S",
+                           ip="198.51.100.1"),
+               LocationEvent("s2", "a1", t + 1000, "ip_geo", lat=52.5, lon=13.4, country="DE",
+                             asn=3320, ip_type="residential", ip="198.51.100.1"),
+               LocationEvent("s3", "a1", t + 600_000, "ip_geo", lat=52.5, lon=13.4, country=country,
+                             asn=asn, ip_type=ip_type, ip=to_ip)):
+        observe(p, build_context(p, ev, CFG), CFG)
+    payee = TransactionEvent("s4", "a1", t + 630_000, "payee_added", counterparty_id="mule",
+                             device_id="d1", session_id="S", ip=to_ip)
+    return RULES["session_hijack"](CFG).score(build_context(p, payee, CFG))
+
+
+def test_a_session_moving_abroad_or_behind_an_anonymiser_weighs_more_than_a_local_move():
+    local = _session_moves("192.0.2.50", "DE", 6805, "mobile")  # the phone leaves the Wi-Fi
+    abroad = _session_moves("192.0.2.60", "NL", 1136, "residential")
+    hosted = _session_moves("192.0.2.70", "DE", 16509, "hosting")
+    assert local is not None and "SESSION_NETWORK_CHANGE" in local.reasons
+    assert abroad.score > local.score and hosted.score > local.score
+    assert local.score < CFG.policy.step_up_at <= abroad.score
+    # the same operator is no change at all
+    assert _session_moves("198.51.100.99", "DE", 3320, "residential") is None

@@ -31,7 +31,9 @@ class RiskyNetwork(Rule):
 
 
 class SessionHijack(Rule):
-    """A signed-in session that continues from another network (IP and ASN) without a new login."""
+    """A signed-in session that continues from another network operator without a new login:
+    weak when the new network is an ordinary one in the same country (a phone leaving the home
+    Wi-Fi), strong when it is abroad or an anonymiser (a stolen token replayed elsewhere)."""
 
     name = "session_hijack"
     family = "network"
@@ -39,9 +41,7 @@ class SessionHijack(Rule):
     def score(self, x: Context) -> Finding | None:
         if not x.session_changed or x.kind == "login_success":
             return None
-        score = 0.5
-        if x.asn_new or x.ip_type in ("hosting", "tor", "vpn"):
-            score += 0.2
+        score = 0.7 if x.session_far else 0.35
         if x.money_out or x.kind == "payee_added":
             score += 0.1
         return self.finding(score, "SESSION_NETWORK_CHANGE")

@@ -34,7 +34,7 @@ class Context:
 
     __slots__ = (
         "event", "topic", "kind", "ts", "profile", "facts", "established", "restricted", "recent_alert",
-        "device_suspect", "device_home",
+        "device_suspect", "device_home", "device_home_net",
         "device_new", "device_young", "device_trusted", "young_device_h",
         "ip_new", "ip_suspect", "asn", "asn_new", "ip_type", "session_changed",
         "session_far",
@@ -168,7 +168,8 @@ def build_context(profile: Profile, event: Event, cfg: Config, facts: EventFacts
                                           and ts - entry[0] < new_device_ms and not trusted)
         x.device_trusted = trusted or (entry is not None and not x.device_young)
         x.device_suspect = entry is not None and entry[3] == -1
-        x.device_home = entry is not None and len(entry) > 4 and entry[4] == 1
+        home = entry[4] if entry is not None and len(entry) > 4 else 0
+        x.device_home, x.device_home_net = home >= 1, home == 2
     else:
         # no device on the event: judge the device its session runs on, if known
         session_dev = profile.sessions.get(event.session_id) if event.session_id else None
@@ -177,13 +178,16 @@ def build_context(profile: Profile, event: Event, cfg: Config, facts: EventFacts
         x.device_young = entry is not None and entry[3] != 1 and entry[0] > settled and ts - entry[0] < new_device_ms
         x.device_trusted = entry is not None and not x.device_young
         x.device_suspect = entry is not None and entry[3] == -1
-        x.device_home = entry is not None and len(entry) > 4 and entry[4] == 1
+        home = entry[4] if entry is not None and len(entry) > 4 else 0
+        x.device_home, x.device_home_net = home >= 1, home == 2
 
     # network
     ip = event.ip
     ip_entry = profile.ips.get(ip) if ip else None
-    if x.device_young and not x.device_home and _home_network(ip_entry, ts):
-        x.device_home = True  # a new device on the holder's own broadband: their new phone
+    if x.device_young and not x.device_home_net and _home_network(ip_entry, ts):
+        # a new device on the holder's own broadband: their new phone (a GPS fix at home can be
+        # spoofed, the account's long-used address much less so)
+        x.device_home = x.device_home_net = True
     x.ip_new = ip is not None and ip_entry is None and bool(profile.ips)
     x.ip_suspect = ip_entry is not None and ip_entry[6] == 1
     asn = getattr(event, "asn", None)
@@ -315,12 +319,12 @@ def observe(profile: Profile, x: Context, cfg: Config, risk: float = 0.0,
         d = touch(p.devices, event.device_id, ts, MAX_DEVICES)
         if risk >= cfg.policy.step_up_at and x.device_young and d[3] == 0 and evidence - {"device", "model"}:
             d[3] = -1
-    if x.device_home and event.device_id and not failed:
+    if x.device_home_net and event.device_id and not failed:
         d = p.devices[event.device_id]
         if len(d) == 4:
-            d.append(1)
+            d.append(2)
         else:
-            d[4] = 1
+            d[4] = 2
     if event.ip and not failed:
         entry = touch(p.ips, event.ip, ts, MAX_IPS)
         if len(entry) == 4:
@@ -364,7 +368,7 @@ def observe(profile: Profile, x: Context, cfg: Config, risk: float = 0.0,
             if d is not None and haversine_km(p.centre[0], p.centre[1], event.lat, event.lon) <= HOME_KM:
                 if len(d) == 4:
                     d.append(1)
-                else:
+                elif d[4] != 2:
                     d[4] = 1
         if kind == "gps_fix" and not x.device_young:  # the home centre learns from settled devices
             if p.centre:

@@ -76,7 +76,7 @@ class Profile:
         self.first_ts = 0
         self.last_ts = 0
         self.n_events = 0
-        self.devices: dict[str, list] = {}     # id -> [first, last, n, trust: 1/0/-1 suspect, (home 0/1)]
+        self.devices: dict[str, list] = {}     # id -> [first, last, n, trust: 1/0/-1 suspect, (home: 0, 1 by GPS, 2 on the home network)]
         self.countries: dict[str, list] = {}   # cc -> [first, last, n, 0]
         self.ips: dict[str, list] = {}         # ip -> [first, last, n, asn, cc, ip_type, suspect]
         self.asns: dict[str, list] = {}        # str(asn) -> [first, last, n, 0]

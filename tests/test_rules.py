@@ -5,6 +5,7 @@ from __future__ import annotations
 from detectors.config import Config
 from detectors.events import DeviceEvent, LocationEvent, TransactionEvent
 from detectors.features import build_context, observe
+from detectors.policy import CORROBORATE_AT
 from detectors.profile import Profile
 from detectors.rules import RULES
 
@@ -98,6 +99,11 @@ def test_a_new_phone_on_the_accounts_own_broadband_is_the_holders():
     home_score = rule.score(build_context(at_home, elsewhere, CFG)).score
     fresh_score = rule.score(build_context(fresh, elsewhere, CFG)).score
     assert home_score < fresh_score
+    # on its own broadband it is a note, never the corroboration a freeze needs
+    assert home_score < CORROBORATE_AT <= fresh_score
+    assert build_context(at_home, elsewhere, CFG).device_home_net
+    # a GPS fix at home (which an emulator can fake) makes it "home" but not "home network"
+    assert not build_context(fresh, elsewhere, CFG).device_home_net
 
 
 def test_a_chain_of_credential_changes_weighs_on_even_a_tiny_payment():

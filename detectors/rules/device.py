@@ -39,6 +39,8 @@ class NewDevice(Rule):
                 score += 0.15
             if (x.drain_ratio or 0.0) >= 0.5 or (x.credit_ratio or 0.0) >= 0.5:
                 score += 0.15
+            if x.device_home_net:  # the holder's new phone on their own broadband: a note only
+                score = min(score, 0.2)
             return self.finding(min(score, 0.75), "NEW_DEVICE_LOGIN")  # alone: a step-up at most
         if risky and x.kind in SIGN_IN:
             return self.finding(0.3, "RISKY_DEVICE")

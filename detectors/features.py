@@ -37,7 +37,7 @@ class Context:
         "device_suspect", "device_home", "device_home_net",
         "device_new", "device_young", "device_trusted", "young_device_h",
         "ip_new", "ip_suspect", "asn", "asn_new", "ip_type", "session_changed",
-        "session_far",
+        "session_far", "net_fresh",
         "country", "country_new", "distance_km", "speed_kmh", "travel_error_km",
         "untrusted", "cred_age_h", "cred_kinds", "cred_suspicious", "cred_chain", "sim_age_h", "fails_recent",
         "money_out", "amount", "amount_z", "payee_new", "payee_added_h", "hour_share",
@@ -119,6 +119,8 @@ def fix_error_km(event: LocationEvent) -> float | None:
 FRESH_MS = HOUR_MS
 
 
+#: an address (and operator) first used this recently is fresh to the account
+NET_FRESH_MS = DAY_MS
 #: an address the account has used this long and this often, and never under suspicion, is its
 #: home (or office) network: a new device first seen there is the holder's
 HOME_NETWORK_MS = 3 * DAY_MS
@@ -200,6 +202,11 @@ def build_context(profile: Profile, event: Event, cfg: Config, facts: EventFacts
     x.asn, x.ip_type = asn, ip_type
     asn_entry = profile.asns.get(str(asn)) if asn is not None else None
     x.asn_new = asn is not None and bool(profile.asns) and asn_entry is None
+    # the address or its operator first used by the account within the last day (after its
+    # first day): still "new" for what happens next, though its login already made it known
+    x.net_fresh = x.ip_new or x.asn_new or (
+        ip_entry is not None and settled < ip_entry[0] and ts - ip_entry[0] < NET_FRESH_MS
+        and (asn_entry is None or (settled < asn_entry[0] and ts - asn_entry[0] < NET_FRESH_MS)))
     session = profile.sessions.get(event.session_id) if event.session_id else None
     session_asn = session_cc = None
     if session is not None and session[3] is not None:

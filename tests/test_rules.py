@@ -147,3 +147,24 @@ def test_a_session_moving_abroad_or_behind_an_anonymiser_weighs_more_than_a_loca
     assert local.score < CFG.policy.step_up_at <= abroad.score
     # the same operator is no change at all
     assert _session_moves("198.51.100.99", "DE", 3320, "residential") is None
+
+
+def test_a_hosting_address_first_used_today_is_still_new_when_money_moves_hours_later():
+    """The login made the address known and its ip_geo made the operator known, yet money
+    leaving through it the same day is money leaving through an anonymiser new to the account;
+    a VPN the account has used for days is not."""
+    def pay_through(ip_first_seen_days_ago: float):
+        p = history()
+        t = T0 + 6 * D
+        first = t - int(ip_first_seen_days_ago * D)
+        for ev in (DeviceEvent("h1", "a1", first, "login_success", device_id="d1", ip="192.0.2.9"),
+                   LocationEvent("h2", "a1", first + 800, "ip_geo", lat=52.4, lon=4.9, country="DE",
+                                 asn=62240, ip_type="hosting", ip="192.0.2.9")):
+            observe(p, build_context(p, ev, CFG), CFG)
+        pay = TransactionEvent("h3", "a1", t + 7 * H, "payment", amount=150.0, counterparty_id="m-gift",
+                               device_id="d1", ip="192.0.2.9", balance_after=1800.0)
+        return RULES["risky_network"](CFG).score(build_context(p, pay, CFG))
+
+    today = pay_through(0.0)
+    assert today is not None and "ANONYMOUS_NETWORK" in today.reasons
+    assert pay_through(4.0) is None

@@ -10,7 +10,7 @@ _WEIGHT = {"tor": 0.45, "hosting": 0.35, "vpn": 0.1}
 
 
 class RiskyNetwork(Rule):
-    """Activity through Tor, a hosting provider or a VPN the account has not used before, or
+    """Activity through Tor, a hosting provider or a VPN the account had not used before today, or
     money and credentials handled from an address that was behind a step-up-level event from an
     untrusted device (an impossible trip, say) - the attacker coming back through the same door."""
 
@@ -22,10 +22,11 @@ class RiskyNetwork(Rule):
         sensitive = x.money_out or x.kind in ("payee_added", "login_success") or x.kind in c.CREDENTIAL_KINDS
         if x.ip_suspect and sensitive and not x.device_trusted:
             return self.finding(0.45, "SUSPECT_NETWORK")
-        weight = _WEIGHT.get(x.ip_type or "")
-        if weight is None or not (x.ip_new or x.asn_new):
+        if not x.net_fresh:
             return None
-        if x.kind in ("login_success", "login_failure") or x.money_out or x.kind in ("payee_added",):
+        weight = _WEIGHT.get(x.ip_type or "")
+        if weight is not None and (x.kind in ("login_success", "login_failure") or x.money_out
+                                   or x.kind == "payee_added"):
             return self.finding(weight, "ANONYMOUS_NETWORK")
         return None
 

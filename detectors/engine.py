@@ -25,7 +25,7 @@ from detectors.events import DeadLetter, Event, Verdict, decode_or_dead_letter
 from detectors.facts import FactSource, LocalFacts
 from detectors.features import Context, build_context, observe
 from detectors.outputs import Output, alert_value, cloudevents_headers, command_value, deterministic_id, pseudonym
-from detectors.policy import Decision, decide, decide_verdict
+from detectors.policy import Decision, decide, decide_verdict, with_recent
 from detectors.profile import DAY_MS, Profile
 from detectors.registry import build_detectors
 from detectors.sharding import shard_of
@@ -168,6 +168,7 @@ class Engine:
             f = d.score(x)
             if f is not None and f.score > 0.0:
                 findings.append(f)
+        findings = with_recent(profile, findings, event.ts)
         decision = decide(profile, event.account_id, event.ts, event.ip, event.device_id, findings, cfg)
         outputs = self._emit(event.account_id, event.event_id, event.ts, decision, findings, x, profile) \
             if decision.alert or decision.action else []

@@ -12,7 +12,9 @@ needs an analyst's ``ato`` verdict, or - where ``auto_close`` is on - two strong
 independent detector families, never the behaviour models alone. A freeze needs corroboration
 too: findings from at least two independent rule families (the behaviour models add risk but
 never corroborate, since they react to the same novelty the rules see); one line of evidence,
-however strong, gets a step-up. Allow-listed accounts, IPs and
+however strong, gets a step-up. The evidence about one sign-in arrives as several events (the
+login, its location fixes, the first payment), so findings of the last ten minutes count with the
+current event's (:func:`with_recent`). Allow-listed accounts, IPs and
 devices are capped at alerts. Everything depends on event time and the input only.
 """
 
@@ -25,7 +27,7 @@ from detectors.base import Finding
 from detectors.config import Config
 from detectors.profile import HOUR_MS, Profile, Restriction
 
-__all__ = ["Decision", "decide", "fuse", "lapse", "ALERT"]
+__all__ = ["Decision", "decide", "fuse", "lapse", "with_recent", "ALERT", "CARRY_MS"]
 
 ALERT = "alert"
 MINUTE_MS = 60_000
@@ -84,6 +86,47 @@ def _allowed(profile: Profile, cfg: Config, account_id: str, ip: str | None, dev
         ):
             return True
     return False
+
+
+#: findings this recent still corroborate: the evidence about one sign-in arrives as several
+#: events (the login, its ip_geo and gps_fix, the first payment) within seconds or minutes
+CARRY_MS = 10 * MINUTE_MS
+
+
+def with_recent(profile: Profile, findings: list[Finding], ts: int) -> list[Finding]:
+    """``findings`` plus, for each rule family they lack at corroborating strength, the strongest
+    finding of that family on the account within the last :data:`CARRY_MS` (detector
+    ``"recent"``). Records the event's own corroborating findings for the events that follow.
+
+    >>> from detectors.base import Finding
+    >>> p = Profile()
+    >>> with_recent(p, [Finding("new_device", 0.3, ("NEW_DEVICE_LOGIN",), "device")], 1_000)
+    [Finding(detector='new_device', score=0.3, reasons=('NEW_DEVICE_LOGIN',), family='device')]
+    >>> [f.family for f in with_recent(p, [Finding("impossible_travel", 0.6, ("IMPOSSIBLE_TRAVEL",),
+    ...                                           "location")], 2_000)]
+    ['location', 'device']
+    >>> with_recent(p, [], 1_000 + CARRY_MS + 1)  # the device finding has gone stale
+    [Finding(detector='recent', score=0.6, reasons=('IMPOSSIBLE_TRAVEL',), family='location')]
+    """
+    recent = profile.evidence
+    have = set()
+    for f in findings:
+        if f.score >= CORROBORATE_AT and f.family in CLOSE_FAMILIES:
+            have.add(f.family)
+            old = recent.get(f.family)
+            if old is None or ts - old[0] > CARRY_MS or f.score >= old[1] or ts < old[0]:
+                recent[f.family] = [ts, f.score, list(f.reasons)]
+    out = findings
+    for family, (seen, score, reasons) in list(recent.items()):
+        if not 0 <= ts - seen <= CARRY_MS:
+            if ts - seen > CARRY_MS:
+                del recent[family]
+            continue
+        if family not in have:
+            if out is findings:
+                out = list(findings)
+            out.append(Finding("recent", score, tuple(reasons), family))
+    return out
 
 
 def _two_strong(findings: list[Finding], strong_at: float) -> bool:

@@ -69,8 +69,9 @@ class Profile:
         "first_ts", "last_ts", "n_events", "devices", "countries", "ips", "asns", "centre",
         "last_fix", "hours", "amount", "payees", "loan", "creds", "fails", "sessions",
         "restriction", "actions", "seen", "good", "alert_x", "balance", "credit_limit", "pruned_ts",
+        "evidence",
     )
-    VERSION = 1
+    VERSION = 2
 
     def __init__(self) -> None:
         self.first_ts = 0
@@ -97,6 +98,7 @@ class Profile:
         self.balance: float | None = None
         self.credit_limit: float | None = None
         self.pruned_ts = 0
+        self.evidence: dict[str, list] = {}    # family -> [ts, score, reasons] of a recent finding
 
     # -- serialisation -------------------------------------------------------------------------
     def to_bytes(self) -> bytes:
@@ -105,11 +107,13 @@ class Profile:
     @classmethod
     def from_bytes(cls, data: bytes) -> "Profile":
         values = orjson.loads(data)
-        if not values or values[0] != cls.VERSION:
+        if not values or values[0] not in (1, cls.VERSION):
             raise ValueError(f"profile format {values[:1]} is not version {cls.VERSION}")
         p = cls.__new__(cls)
         for name, value in zip(cls.__slots__, values[1:]):
             setattr(p, name, value)
+        if values[0] == 1:  # version 1 had no recent evidence
+            p.evidence = {}
         return p
 
     def __eq__(self, other: object) -> bool:

@@ -188,8 +188,10 @@ def commands(outs):
 
 def test_takeover_is_frozen_at_the_cash_out_with_a_signed_explained_command():
     outs, _, _ = run(takeover_stream())
-    assert commands(outs) == [("a1-x4", "freeze")]
-    cmd = next(o.value for o in outs if o.topic == "commands")
+    # the new payee right after a sign-in from a new device and a password change: a step-up;
+    # the drain that follows: a freeze
+    assert commands(outs) == [("a1-x3", "step_up"), ("a1-x4", "freeze")]
+    cmd = next(o.value for o in outs if o.topic == "commands" and o.value["action"] == "freeze")
     schema = json.loads((SCHEMAS / "command.schema.json").read_text())
     jsonschema.validate(cmd, schema)
     assert cmd["signature"] == sign(cmd, Config().keys.command_hmac)
@@ -208,7 +210,7 @@ def test_legit_verdict_unfreezes_and_the_situation_becomes_known_good():
              TransactionEvent("a1-y1", "a1", t + 2 * HOUR_MS, "transfer_out", amount=1500.0,
                               counterparty_id="mule", balance_after=50.0, device_id="evil")]
     outs, store, _ = run(stream + later)
-    assert commands(outs) == [("a1-x4", "freeze"), ("v1", "unfreeze")]
+    assert commands(outs) == [("a1-x3", "step_up"), ("a1-x4", "freeze"), ("v1", "unfreeze")]
     assert store.get("a1").is_good("device:evil", t + 2 * HOUR_MS)
 
 
@@ -218,7 +220,7 @@ def test_analyst_ato_verdict_closes_and_nothing_is_issued_after():
     later = [Verdict("v1", "a1", t + MIN, "ato", "analyst"),
              TransactionEvent("a1-y1", "a1", t + 2 * MIN, "withdrawal", amount=100.0, device_id="evil")]
     outs, store, _ = run(stream + later)
-    assert commands(outs) == [("a1-x4", "freeze"), ("v1", "close")]
+    assert commands(outs) == [("a1-x3", "step_up"), ("a1-x4", "freeze"), ("v1", "close")]
     assert store.get("a1").state == "closed"
 
 
@@ -254,20 +256,61 @@ def test_command_ids_are_deterministic_and_depend_on_the_policy_version():
     assert a and ids1 == ids2 and ids1 != ids3
 
 
-def test_an_impossible_trip_makes_its_address_corroborate_the_cash_out():
-    """Attacker signs in abroad from a new device (a step-up: one line of evidence), then moves
-    money from the same address: the address now carries the location evidence, so it freezes.
-    Without the impossible trip the same cash-out only gets a step-up."""
+def _trip(fix_after_min: int):
+    """A quiet account; a sign-in from a new device, and ``fix_after_min`` minutes later the
+    ip_geo of its address, across the Atlantic; 20 minutes after that, money to a new payee."""
     quiet = takeover_stream()[:30]
     t = quiet[-1].ts + 24 * HOUR_MS
     ip = "192.0.2.66"
     home_fix = LocationEvent("h1", "a1", t - 10 * MIN, "gps_fix", lat=52.52, lon=13.40, accuracy_m=20, country="DE")
     login = DeviceEvent("t1", "a1", t, "login_success", device_id="evil", ip=ip)
-    far_fix = LocationEvent("t2", "a1", t + MIN, "ip_geo", lat=40.71, lon=-74.0, country="US", ip=ip, ip_type="residential")
+    far_fix = LocationEvent("t2", "a1", t + fix_after_min * MIN, "ip_geo", lat=40.71, lon=-74.0, country="US",
+                            ip=ip, ip_type="residential")
     # an ordinary amount to a new payee: alone, only the new device speaks against it
-    cash_out = TransactionEvent("t3", "a1", t + 20 * MIN, "transfer_out", amount=25.0, counterparty_id="mule",
-                                device_id="evil", ip=ip)
-    with_trip, _, _ = run(quiet + [home_fix, login, far_fix, cash_out])
-    without_trip, _, _ = run(quiet + [home_fix, login, cash_out])
+    cash_out = TransactionEvent("t3", "a1", t + (fix_after_min + 20) * MIN, "transfer_out", amount=25.0,
+                                counterparty_id="mule", device_id="evil", ip=ip)
+    return quiet + [home_fix, login], far_fix, cash_out
+
+
+def test_an_impossible_trip_makes_its_address_corroborate_the_cash_out():
+    """Attacker signs in from a new device and, well after, the address turns out to be abroad
+    (a step-up: the location evidence alone), then moves money from the same address: the
+    address now carries the location evidence, so it freezes. Without the impossible trip the
+    same cash-out only gets a step-up."""
+    before, far_fix, cash_out = _trip(fix_after_min=30)
+    with_trip, _, _ = run(before + [far_fix, cash_out])
+    without_trip, _, _ = run(before + [cash_out])
     assert commands(with_trip) == [("t2", "step_up"), ("t3", "freeze")]
     assert ("t3", "freeze") not in commands(without_trip)
+
+
+def test_the_evidence_of_one_sign_in_corroborates_across_its_events():
+    """The login from a new device and its ip_geo showing an impossible trip arrive as two events
+    a minute apart: together they are two lines of evidence, and the sign-in is frozen at once.
+    Half an hour apart they are not one sign-in, and the trip alone gets a step-up."""
+    before, far_fix, _ = _trip(fix_after_min=1)
+    together, _, _ = run(before + [far_fix])
+    assert commands(together) == [("t2", "freeze")]
+    freeze = next(o.value for o in together if o.topic == "commands")
+    assert {"IMPOSSIBLE_TRAVEL", "NEW_DEVICE_LOGIN"} <= set(freeze["reasons"])
+    before, far_fix, _ = _trip(fix_after_min=30)
+    apart, _, _ = run(before + [far_fix])
+    assert commands(apart) == [("t2", "step_up")]
+
+
+def test_profiles_written_before_recent_evidence_existed_still_load():
+    """A profile stored by the previous version (format 1, no recent evidence) loads, and the
+    engine goes on with it; an unknown format is refused."""
+    import orjson
+
+    from detectors.profile import Profile
+
+    _, store, _ = run(takeover_stream()[:6])
+    current = store.get("a1")
+    v1 = orjson.loads(current.to_bytes())
+    assert v1[0] == Profile.VERSION == 2
+    old = orjson.dumps([1, *v1[1:-1]])  # as version 1 wrote it: no trailing evidence field
+    loaded = Profile.from_bytes(old)
+    assert loaded.evidence == {} and loaded.devices == current.devices
+    with pytest.raises(ValueError):
+        Profile.from_bytes(orjson.dumps([9, *v1[1:]]))

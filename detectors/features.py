@@ -265,6 +265,12 @@ def build_context(profile: Profile, event: Event, cfg: Config, facts: EventFacts
     x.cred_chain = sum(1 for _, _, flag in recent if flag)  # distinct suspicious changes
     sim = profile.creds.get("sim_change")
     x.sim_age_h = _hours(ts - sim[0]) if sim and 0 <= ts - sim[0] <= cred_ms else None
+    if (x.cred_chain == 1 and x.sim_age_h is not None and x.device_trusted and not x.device_young
+            and not x.device_suspect and not x.untrusted and not x.net_fresh
+            and (x.young_device_h is None or x.young_device_h > x.sim_age_h)):
+        # a SIM change alone, and since then only the holder's own settled device on a network
+        # the account knows: the holder's new SIM (a swapper needs a device of their own)
+        x.cred_suspicious, x.cred_chain = False, 0
     fail_ms = w.failed_login_minutes * 60_000
     x.fails_recent = sum(1 for t in profile.fails if 0 <= ts - t <= fail_ms)
 

@@ -168,3 +168,26 @@ def test_a_hosting_address_first_used_today_is_still_new_when_money_moves_hours_
     today = pay_through(0.0)
     assert today is not None and "ANONYMOUS_NETWORK" in today.reasons
     assert pay_through(4.0) is None
+
+
+def test_a_new_sim_then_money_from_the_holders_own_settled_device_is_the_holders_sim():
+    """A SIM change alone, followed by money leaving from the holder's long-used device on the
+    home network, is a new SIM, not a swap; the same payment from a device first seen after the
+    SIM change is the swapper's."""
+    t = T0 + 6 * D
+
+    def pay_after_sim(device: str):
+        p = history()
+        for ev in (DeviceEvent("s1", "a1", t, "sim_change"),
+                   DeviceEvent("s2", "a1", t + H, "login_success", device_id=device, ip="198.51.100.1")):
+            observe(p, build_context(p, ev, CFG), CFG)
+        pay = TransactionEvent("s3", "a1", t + 2 * H, "transfer_out", amount=1900.0, counterparty_id="landlord",
+                               device_id=device, ip="198.51.100.1", balance_after=100.0)
+        x = build_context(p, pay, CFG)
+        return x, RULES["credential_then_money"](CFG).score(x), RULES["drain"](CFG).score(x)
+
+    x, cred, drain = pay_after_sim("d1")
+    assert x.sim_age_h is not None and not x.cred_suspicious
+    assert cred.score < 0.25 and drain.score < 0.25
+    x, cred, drain = pay_after_sim("swapper")
+    assert x.cred_suspicious and cred.score >= 0.75 and drain.score >= 0.45

@@ -71,6 +71,8 @@ class CredentialThenMoney(Rule):
                 score += 0.1
             if (x.drain_ratio or 0) >= 0.5 or (x.credit_ratio or 0) >= 0.5:
                 score += 0.1
+            if not suspicious:  # the holder's own change: a note, never corroboration
+                score = min(score, 0.2)
             return self.finding(score, "MONEY_OUT_AFTER_CHANGE", sim)
         if kind == "login_success" and x.sim_age_h is not None and x.device_young:
             return self.finding(0.45, "SIM_SWAP", "NEW_DEVICE_LOGIN")

@@ -133,6 +133,15 @@ def _home_network(ip_entry: list | None, ts: int) -> bool:
             and ip_entry[5] not in ("hosting", "tor", "vpn"))
 
 
+def _bound_at_home(profile: Profile, cred: list) -> bool:
+    """Whether a device registration (a ``creds`` entry naming its device) has since been seen at
+    the holder's home, which clears it."""
+    if len(cred) < 4:
+        return False
+    d = profile.devices.get(cred[3])
+    return d is not None and len(d) > 4 and d[4] >= 1
+
+
 def _hours(ms: int) -> float:
     return ms / HOUR_MS
 
@@ -258,11 +267,14 @@ def build_context(profile: Profile, event: Event, cfg: Config, facts: EventFacts
     x.untrusted = bool(
         (x.device_young and not x.device_home) or x.session_changed or ip_type in ("hosting", "tor")
         or (not x.device_trusted and x.ip_new and x.asn_new))
-    recent = [(k, v[0], v[2]) for k, v in profile.creds.items() if 0 <= ts - v[0] <= cred_ms]
+    recent = [(k, v[0], v[2] and not _bound_at_home(profile, v)) for k, v in profile.creds.items()
+              if 0 <= ts - v[0] <= cred_ms]
     x.cred_kinds = tuple(sorted(k for k, _, _ in recent))
     x.cred_age_h = _hours(ts - max(t for _, t, _ in recent)) if recent else None
     x.cred_suspicious = any(flag for _, _, flag in recent)
-    x.cred_chain = sum(1 for _, _, flag in recent if flag)  # distinct suspicious changes
+    # distinct suspicious changes of what the holder knows or owns (registering the device
+    # itself is the first step of any new phone, so it does not lengthen the chain)
+    x.cred_chain = sum(1 for k, _, flag in recent if flag and k != "device_bound")
     sim = profile.creds.get("sim_change")
     x.sim_age_h = _hours(ts - sim[0]) if sim and 0 <= ts - sim[0] <= cred_ms else None
     if (x.cred_chain == 1 and x.sim_age_h is not None and x.device_trusted and not x.device_young
@@ -368,8 +380,13 @@ def observe(profile: Profile, x: Context, cfg: Config, risk: float = 0.0,
         elif kind in c.CREDENTIAL_KINDS:
             suspicious = kind == "sim_change" or x.untrusted
             p.creds[kind] = [ts, event.event_id, int(suspicious)]
-        elif kind == "device_bound" and event.device_id and not x.device_young and p.devices[event.device_id][3] == 0:
-            p.devices[event.device_id][3] = 1
+        elif kind == "device_bound" and event.device_id:
+            if not x.device_young and p.devices[event.device_id][3] == 0:
+                p.devices[event.device_id][3] = 1
+            elif x.untrusted:
+                # registering a device is adding a way in: from an untrusted origin it counts as
+                # a credential change, until the device shows up at the holder's home
+                p.creds[kind] = [ts, event.event_id, 1, event.device_id]
     elif type(event) is LocationEvent:
         err = fix_error_km(event)
         if err is not None and (not p.last_fix or ts >= p.last_fix[0]):

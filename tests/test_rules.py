@@ -191,3 +191,35 @@ def test_a_new_sim_then_money_from_the_holders_own_settled_device_is_the_holders
     assert cred.score < 0.25 and drain.score < 0.25
     x, cred, drain = pay_after_sim("swapper")
     assert x.cred_suspicious and cred.score >= 0.75 and drain.score >= 0.45
+
+
+def test_registering_a_device_from_an_untrusted_origin_counts_as_a_credential_change():
+    """A device registered from somewhere the holder has not been is a new way into the account:
+    money leaving soon after weighs as money after a credential change. Once the device turns up
+    at the holder's home (their new phone, first bound in the shop), the registration is cleared;
+    and it never lengthens the chain of credential changes."""
+    t = T0 + 6 * D
+
+    def bound(where: str):
+        p = history()
+        for ev in (DeviceEvent("b1", "a1", t, "login_success", device_id="new", ip=where),
+                   DeviceEvent("b2", "a1", t + 60_000, "device_bound", device_id="new", ip=where)):
+            observe(p, build_context(p, ev, CFG), CFG)
+        return p
+
+    pay = TransactionEvent("b3", "a1", t + 3 * H, "transfer_out", amount=500.0, counterparty_id="mule",
+                           device_id="new", ip="203.0.113.40", balance_after=1500.0)
+    away = bound("203.0.113.40")
+    x = build_context(away, pay, CFG)
+    assert "device_bound" in x.cred_kinds and x.cred_suspicious and x.cred_chain == 0
+    assert "MONEY_OUT_AFTER_CHANGE" in RULES["credential_then_money"](CFG).score(x).reasons
+
+    # bound at home: the holder's phone; no credential change at all
+    x = build_context(bound("198.51.100.1"), pay, CFG)
+    assert not x.cred_suspicious
+
+    # bound away, then seen on the home broadband: cleared
+    observe(away, build_context(away, DeviceEvent("b4", "a1", t + H, "login_success", device_id="new",
+                                                  ip="198.51.100.1"), CFG), CFG)
+    x = build_context(away, pay, CFG)
+    assert "device_bound" in x.cred_kinds and not x.cred_suspicious

@@ -168,7 +168,8 @@ class Engine:
             f = d.score(x)
             if f is not None and f.score > 0.0:
                 findings.append(f)
-        findings = with_recent(profile, findings, event.ts)
+        if not x.card_present:  # the card at a till is not part of an app sign-in
+            findings = with_recent(profile, findings, event.ts)
         decision = decide(profile, event.account_id, event.ts, event.ip, event.device_id, findings, cfg)
         outputs = self._emit(event.account_id, event.event_id, event.ts, decision, findings, x, profile) \
             if decision.alert or decision.action else []

@@ -37,7 +37,7 @@ class Context:
         "device_suspect", "device_home", "device_home_net",
         "device_new", "device_young", "device_trusted", "young_device_h",
         "ip_new", "ip_suspect", "asn", "asn_new", "ip_type", "session_changed",
-        "session_far", "net_fresh",
+        "session_far", "net_fresh", "card_present",
         "country", "country_new", "distance_km", "speed_kmh", "travel_error_km",
         "untrusted", "cred_age_h", "cred_kinds", "cred_suspicious", "cred_chain", "sim_age_h", "fails_recent",
         "money_out", "amount", "amount_z", "payee_new", "payee_added_h", "hour_share",
@@ -292,8 +292,12 @@ def build_context(profile: Profile, event: Event, cfg: Config, facts: EventFacts
     x.hour_share = profile.hours[hour] / total if total >= 20 else None
     if profile.loan[1]:
         x.since_repay_h = _hours(ts - profile.loan[1])
+    x.card_present = False
     if type(event) is TransactionEvent:
         x.money_out = event.kind in c.MONEY_OUT_KINDS
+        # the holder's card at a till or cash machine: no app session, nothing a remote taker of
+        # the account can do
+        x.card_present = event.channel == "pos" and event.device_id is None and event.ip is None
         x.amount = event.amount
         n, mean, var = profile.amount
         if x.money_out and event.amount is not None and n >= 3:

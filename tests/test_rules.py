@@ -223,3 +223,19 @@ def test_registering_a_device_from_an_untrusted_origin_counts_as_a_credential_ch
                                                   ip="198.51.100.1"), CFG), CFG)
     x = build_context(away, pay, CFG)
     assert "device_bound" in x.cred_kinds and not x.cred_suspicious
+
+
+def test_the_holders_card_at_a_till_is_not_money_leaving_after_a_change():
+    """After a credential change from an untrusted origin, money leaving through the app weighs
+    as money after a change; the holder's card at a cash machine (no app session) does not."""
+    t = T0 + 6 * D
+    p = history()
+    observe(p, build_context(p, DeviceEvent("c1", "a1", t, "password_change", device_id="new",
+                                            ip="203.0.113.40"), CFG), CFG)
+    app = TransactionEvent("c2", "a1", t + H, "withdrawal", amount=1900.0, counterparty_id="atm-1",
+                           device_id="new", ip="203.0.113.40", channel="app", balance_after=100.0)
+    card = TransactionEvent("c3", "a1", t + H, "withdrawal", amount=1900.0, counterparty_id="atm-1",
+                            channel="pos", balance_after=100.0)
+    cred, drain = RULES["credential_then_money"](CFG), RULES["drain"](CFG)
+    assert cred.score(build_context(p, app, CFG)) is not None and drain.score(build_context(p, app, CFG))
+    assert cred.score(build_context(p, card, CFG)) is None and drain.score(build_context(p, card, CFG)) is None

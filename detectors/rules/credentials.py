@@ -50,7 +50,7 @@ class CredentialThenMoney(Rule):
             if x.untrusted:
                 return self.finding(0.35, "CREDENTIAL_CHANGE")
             return None
-        if x.cred_age_h is None:
+        if x.cred_age_h is None or x.card_present:
             return None
         sim = "SIM_SWAP" if x.sim_age_h is not None else "CREDENTIAL_CHANGE"
         suspicious = x.cred_suspicious or x.untrusted

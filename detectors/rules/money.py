@@ -36,14 +36,15 @@ class OutOfCharacter(Rule):
 class Drain(Rule):
     """A movement that empties most of the balance or draws most of the credit line, weighted up
     when it comes right after a sign of takeover (young device, changed session, credential
-    change). Repaying and then drawing again is ordinary and adds nothing by itself."""
+    change). Repaying and then drawing again is ordinary and adds nothing by itself, and so is
+    the holder's card at a till or cash machine."""
 
     name = "drain"
     family = "money"
     topics = frozenset({"transaction"})
 
     def score(self, x: Context) -> Finding | None:
-        if not x.money_out:
+        if not x.money_out or x.card_present:
             return None
         after_change = bool(x.untrusted or x.cred_suspicious)
         if (x.drain_ratio or 0.0) >= 0.8:

@@ -314,3 +314,31 @@ def test_profiles_written_before_recent_evidence_existed_still_load():
     assert loaded.evidence == {} and loaded.devices == current.devices
     with pytest.raises(ValueError):
         Profile.from_bytes(orjson.dumps([9, *v1[1:]]))
+
+
+def _hijack(to_type: str, with_change: bool):
+    """The holder signs in at home; minutes later the same session adds a payee from another
+    operator's address (``to_type``), optionally after changing the e-mail from there."""
+    quiet = takeover_stream()[:30]
+    t = quiet[-1].ts + 24 * HOUR_MS
+    evs = [DeviceEvent("j1", "a1", t, "login_success", device_id="d1", session_id="S", ip="198.51.100.1"),
+           LocationEvent("j2", "a1", t + 1000, "ip_geo", lat=52.5, lon=13.4, country="DE", asn=3320,
+                         ip_type="residential", ip="198.51.100.1"),
+           LocationEvent("j3", "a1", t + 5 * MIN, "ip_geo", lat=52.5, lon=13.4, country="DE", asn=16509,
+                         ip_type=to_type, ip="192.0.2.80")]
+    if with_change:
+        evs.append(DeviceEvent("j4", "a1", t + 6 * MIN, "email_change", device_id="d1", session_id="S",
+                               ip="192.0.2.80"))
+    evs.append(TransactionEvent("j5", "a1", t + 7 * MIN, "payee_added", counterparty_id="mule",
+                                device_id="d1", session_id="S", ip="192.0.2.80"))
+    outs, _, _ = run(quiet + evs)
+    return commands(outs)
+
+
+def test_a_stolen_session_on_an_anonymiser_is_two_lines_of_evidence():
+    """The session token used from elsewhere (a stolen credential) and the anonymising network it
+    went to are independent: a freeze. The credential change made from the stolen session is not
+    a second line of evidence (it is suspect only because the session is): a step-up."""
+    assert ("j5", "freeze") in _hijack("hosting", with_change=False)
+    local = _hijack("residential", with_change=True)
+    assert [a for _, a in local] == ["step_up"]

@@ -37,7 +37,9 @@ class SessionHijack(Rule):
     Wi-Fi), strong when it is abroad or an anonymiser (a stolen token replayed elsewhere)."""
 
     name = "session_hijack"
-    family = "network"
+    # a session token is a credential: one used from elsewhere is a stolen credential, evidence
+    # apart from what kind of network it went to (which RiskyNetwork judges)
+    family = "credential"
 
     def score(self, x: Context) -> Finding | None:
         if not x.session_changed or x.kind == "login_success":

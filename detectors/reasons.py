@@ -29,6 +29,7 @@ _ROWS = [
     ("IMPOSSIBLE_TRAVEL", "activity in two places too far apart to travel between in the time", "location"),
     ("ANONYMOUS_NETWORK", "activity through an anonymising network (Tor, a hosting provider or a VPN) new to your account", "network"),
     ("SUSPECT_NETWORK", "activity from the network address behind an earlier suspicious sign-in", "network"),
+    ("NEW_NETWORK", "activity from a network new to your account, by software that is not our app", "network"),
     ("SESSION_NETWORK_CHANGE", "your signed-in session suddenly continuing from a different network", "credential"),
     ("FAILED_LOGIN_BURST", "many failed sign-in attempts on your account", "credential"),
     ("CREDENTIAL_CHANGE", "a recent change to your password, phone number, e-mail or security settings", "credential"),

@@ -342,3 +342,23 @@ def test_a_stolen_session_on_an_anonymiser_is_two_lines_of_evidence():
     assert ("j5", "freeze") in _hijack("hosting", with_change=False)
     local = _hijack("residential", with_change=True)
     assert [a for _, a in local] == ["step_up"]
+
+
+def test_a_script_moving_money_from_a_new_network_is_frozen_and_the_holders_app_is_not():
+    """A client with no device fingerprint signs in from a network the account never used and
+    pays: a scripted session (credential stuffing) - frozen at the payment. The same payment
+    from the holder's app on that new network is everyday life."""
+    quiet = takeover_stream()[:30]
+    t = quiet[-1].ts + 24 * HOUR_MS
+
+    def session(device):
+        return [DeviceEvent("k1", "a1", t, "login_success", device_id=device, session_id="K", ip="192.0.2.99"),
+                TransactionEvent("k2", "a1", t + 3 * MIN, "payment", amount=2.0, counterparty_id="shop1",
+                                 device_id=device, session_id="K", ip="192.0.2.99", channel="app")]
+
+    scripted, _, _ = run(quiet + session(None))
+    assert commands(scripted) == [("k1", "step_up"), ("k2", "freeze")]
+    freeze = [o.value for o in scripted if o.topic == "commands"][-1]
+    assert {"NO_DEVICE_FINGERPRINT", "NEW_NETWORK"} <= set(freeze["reasons"])
+    holder, _, _ = run(quiet + session("d1"))
+    assert commands(holder) == []

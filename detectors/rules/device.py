@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from detectors import contract as c
 from detectors.base import Finding, Rule
 from detectors.features import Context
 
@@ -46,6 +47,8 @@ class NewDevice(Rule):
             return self.finding(0.3, "RISKY_DEVICE")
         if ev.device_id is None and x.established and (
                 x.kind == "login_success" or getattr(ev, "channel", None) in ("app", "web")):
-            # the app and the web client always send a device fingerprint; a script does not
-            return self.finding(0.5, "NO_DEVICE_FINGERPRINT")
+            # the app and the web client always send a device fingerprint; a script does not,
+            # and a script moving money is worse than one signing in
+            moving = x.money_out or x.kind == "payee_added" or x.kind in c.CREDENTIAL_KINDS
+            return self.finding(0.7 if moving else 0.5, "NO_DEVICE_FINGERPRINT")
         return None

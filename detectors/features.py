@@ -163,12 +163,12 @@ def build_context(profile: Profile, event: Event, cfg: Config, facts: EventFacts
     # when we started watching the account (its first day) is not new, however recent.
     settled = profile.first_ts + DAY_MS
     young_first = None
+    newer_than = max(settled, ts - new_device_ms)  # first seen after both: young
     for dev_id, entry in profile.devices.items():
-        first, trusted = entry[0], entry[3]
-        if trusted != 1 and first > settled and ts - first < new_device_ms \
+        first = entry[0]
+        if first > newer_than and entry[3] != 1 and (young_first is None or first > young_first) \
                 and not profile.is_good("device:" + dev_id, ts):
-            if young_first is None or first > young_first:
-                young_first = first
+            young_first = first
     x.young_device_h = None if young_first is None else _hours(max(0, ts - young_first))
     dev = event.device_id
     if dev is not None:
@@ -267,24 +267,32 @@ def build_context(profile: Profile, event: Event, cfg: Config, facts: EventFacts
     x.untrusted = bool(
         (x.device_young and not x.device_home) or x.session_changed or ip_type in ("hosting", "tor")
         or (not x.device_trusted and x.ip_new and x.asn_new))
-    recent = [(k, v[0], v[2] and not _bound_at_home(profile, v)) for k, v in profile.creds.items()
-              if 0 <= ts - v[0] <= cred_ms]
-    x.cred_kinds = tuple(sorted(k for k, _, _ in recent))
-    x.cred_age_h = _hours(ts - max(t for _, t, _ in recent)) if recent else None
-    x.cred_suspicious = any(flag for _, _, flag in recent)
-    # distinct suspicious changes of what the holder knows or owns (registering the device
-    # itself is the first step of any new phone, so it does not lengthen the chain)
-    x.cred_chain = sum(1 for k, _, flag in recent if flag and k != "device_bound")
-    sim = profile.creds.get("sim_change")
-    x.sim_age_h = _hours(ts - sim[0]) if sim and 0 <= ts - sim[0] <= cred_ms else None
+    creds = profile.creds
+    recent = [(k, v[0], v[2] and not _bound_at_home(profile, v)) for k, v in creds.items()
+              if 0 <= ts - v[0] <= cred_ms] if creds else ()
+    if recent:
+        x.cred_kinds = tuple(sorted(k for k, _, _ in recent))
+        x.cred_age_h = _hours(ts - max(t for _, t, _ in recent))
+        x.cred_suspicious = any(flag for _, _, flag in recent)
+        # distinct suspicious changes of what the holder knows or owns (registering the device
+        # itself is the first step of any new phone, so it does not lengthen the chain)
+        x.cred_chain = sum(1 for k, _, flag in recent if flag and k != "device_bound")
+        sim = creds.get("sim_change")
+        x.sim_age_h = _hours(ts - sim[0]) if sim and 0 <= ts - sim[0] <= cred_ms else None
+    else:  # the common case, kept cheap
+        x.cred_kinds, x.cred_age_h, x.cred_suspicious, x.cred_chain, x.sim_age_h = (), None, False, 0, None
     if (x.cred_chain == 1 and x.sim_age_h is not None and x.device_trusted and not x.device_young
             and not x.device_suspect and not x.untrusted and not x.net_fresh
             and (x.young_device_h is None or x.young_device_h > x.sim_age_h)):
         # a SIM change alone, and since then only the holder's own settled device on a network
         # the account knows: the holder's new SIM (a swapper needs a device of their own)
         x.cred_suspicious, x.cred_chain = False, 0
-    fail_ms = w.failed_login_minutes * 60_000
-    x.fails_recent = sum(1 for t in profile.fails if 0 <= ts - t <= fail_ms)
+    fails = profile.fails
+    if fails:
+        fail_ms = w.failed_login_minutes * 60_000
+        x.fails_recent = sum(1 for t in fails if 0 <= ts - t <= fail_ms)
+    else:
+        x.fails_recent = 0
 
     # money
     hour = (ts // HOUR_MS) % 24
@@ -438,4 +446,6 @@ def observe(profile: Profile, x: Context, cfg: Config, risk: float = 0.0,
         hours[(ts // HOUR_MS) % 24] += 1
         if hours[(ts // HOUR_MS) % 24] > 400:
             p.hours = [h // 2 for h in hours]
-    p.prune(ts, int(cfg.windows.profile_retention_days * DAY_MS), int(cfg.windows.credential_change_hours * HOUR_MS))
+    if ts - p.pruned_ts >= DAY_MS:  # (prune checks this too; the call is the hot path's)
+        p.prune(ts, int(cfg.windows.profile_retention_days * DAY_MS),
+                int(cfg.windows.credential_change_hours * HOUR_MS))

@@ -145,12 +145,18 @@ class Profile:
         self.pruned_ts = now
         cutoff = now - retention_ms
         for table in (self.devices, self.countries, self.ips, self.asns, self.payees):
-            for key in [k for k, v in table.items() if v[1] < cutoff]:
-                del table[key]
-        for key in [k for k, v in self.sessions.items() if v[1] < now - DAY_MS]:
-            del self.sessions[key]
-        for key in [k for k, v in self.creds.items() if v[0] < now - cred_ms]:
-            del self.creds[key]
-        for key in [k for k, until in self.good.items() if until < now]:
-            del self.good[key]
-        self.fails = [t for t in self.fails if t >= now - DAY_MS]
+            if table:
+                stale = [k for k, v in table.items() if v[1] < cutoff]
+                for key in stale:
+                    del table[key]
+        if self.sessions:
+            for key in [k for k, v in self.sessions.items() if v[1] < now - DAY_MS]:
+                del self.sessions[key]
+        if self.creds:
+            for key in [k for k, v in self.creds.items() if v[0] < now - cred_ms]:
+                del self.creds[key]
+        if self.good:
+            for key in [k for k, until in self.good.items() if until < now]:
+                del self.good[key]
+        if self.fails:
+            self.fails = [t for t in self.fails if t >= now - DAY_MS]

@@ -37,7 +37,7 @@ class Context:
         "device_suspect", "device_home", "device_home_net",
         "device_new", "device_young", "device_trusted", "young_device_h",
         "ip_new", "ip_suspect", "asn", "asn_new", "ip_type", "session_changed",
-        "session_far", "net_fresh", "card_present",
+        "session_far", "net_fresh", "card_present", "cred_own_device",
         "country", "country_new", "distance_km", "speed_kmh", "travel_error_km",
         "untrusted", "cred_age_h", "cred_kinds", "cred_suspicious", "cred_chain", "sim_age_h", "fails_recent",
         "money_out", "amount", "amount_z", "payee_new", "payee_added_h", "hour_share",
@@ -270,7 +270,11 @@ def build_context(profile: Profile, event: Event, cfg: Config, facts: EventFacts
     creds = profile.creds
     recent = [(k, v[0], v[2] and not _bound_at_home(profile, v)) for k, v in creds.items()
               if 0 <= ts - v[0] <= cred_ms] if creds else ()
+    x.cred_own_device = False
     if recent:
+        dev_id = event.device_id
+        x.cred_own_device = dev_id is not None and all(
+            len(creds[k]) > 4 and creds[k][4] == dev_id for k, _, flag in recent if flag)
         x.cred_kinds = tuple(sorted(k for k, _, _ in recent))
         x.cred_age_h = _hours(ts - max(t for _, t, _ in recent))
         x.cred_suspicious = any(flag for _, _, flag in recent)
@@ -391,14 +395,22 @@ def observe(profile: Profile, x: Context, cfg: Config, risk: float = 0.0,
                 del p.fails[0]
         elif kind in c.CREDENTIAL_KINDS:
             suspicious = kind == "sim_change" or x.untrusted
-            p.creds[kind] = [ts, event.event_id, int(suspicious)]
+            # suspect only because the device making it is new (nothing else about its origin):
+            # remember which device, for that is one line of evidence, not two
+            only_device = suspicious and kind != "sim_change" and x.device_young and not (
+                x.session_changed or x.ip_type in ("hosting", "tor") or (x.ip_new and x.asn_new))
+            p.creds[kind] = [ts, event.event_id, int(suspicious), None,
+                             event.device_id if only_device else None]
         elif kind == "device_bound" and event.device_id:
             if not x.device_young and p.devices[event.device_id][3] == 0:
                 p.devices[event.device_id][3] = 1
             elif x.untrusted:
                 # registering a device is adding a way in: from an untrusted origin it counts as
                 # a credential change, until the device shows up at the holder's home
-                p.creds[kind] = [ts, event.event_id, 1, event.device_id]
+                only_device = not (x.session_changed or x.ip_type in ("hosting", "tor")
+                                   or (x.ip_new and x.asn_new))
+                p.creds[kind] = [ts, event.event_id, 1, event.device_id,
+                                 event.device_id if only_device else None]
     elif type(event) is LocationEvent:
         err = fix_error_km(event)
         if err is not None and (not p.last_fix or ts >= p.last_fix[0]):

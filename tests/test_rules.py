@@ -239,3 +239,26 @@ def test_the_holders_card_at_a_till_is_not_money_leaving_after_a_change():
     cred, drain = RULES["credential_then_money"](CFG), RULES["drain"](CFG)
     assert cred.score(build_context(p, app, CFG)) is not None and drain.score(build_context(p, app, CFG))
     assert cred.score(build_context(p, card, CFG)) is None and drain.score(build_context(p, card, CFG)) is None
+
+
+def test_a_change_suspect_only_because_its_new_device_made_it_is_not_a_second_line():
+    """A credential change made by a new device, from nowhere else suspicious, then money from that
+    same device: the change adds nothing the new device does not already say (capped under the
+    corroboration level). From another device, or from a hosting network, it is independent."""
+    t = T0 + 6 * D
+
+    def money_after_change(change_ip: str, change_dev: str, pay_dev: str):
+        p = history()
+        for ev in (DeviceEvent("m1", "a1", t, "login_success", device_id=change_dev, ip=change_ip),
+                   LocationEvent("m2", "a1", t + 500, "ip_geo", lat=52.5, lon=13.4, country="DE", asn=3320,
+                                 ip_type="hosting" if change_ip == "192.0.2.200" else "residential", ip=change_ip),
+                   DeviceEvent("m3", "a1", t + 60_000, "mfa_change", device_id=change_dev, ip=change_ip)):
+            observe(p, build_context(p, ev, CFG), CFG)
+        pay = TransactionEvent("m4", "a1", t + H, "transfer_out", amount=900.0, counterparty_id="mule",
+                               device_id=pay_dev, ip=change_ip, balance_after=1100.0)
+        return RULES["credential_then_money"](CFG).score(build_context(p, pay, CFG)).score
+
+    same = money_after_change("203.0.113.60", "new", "new")
+    other = money_after_change("203.0.113.60", "new", "other")
+    hosted = money_after_change("192.0.2.200", "new", "new")
+    assert same < CORROBORATE_AT <= min(other, hosted)

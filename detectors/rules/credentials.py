@@ -73,6 +73,10 @@ class CredentialThenMoney(Rule):
                 score += 0.1
             if not suspicious:  # the holder's own change: a note, never corroboration
                 score = min(score, 0.2)
+            elif x.cred_own_device and x.cred_chain < 2 and not (x.untrusted and not x.device_young):
+                # the change is suspect only because this same new device made it: that is the
+                # device evidence again (NewDevice's), not a second line
+                score = min(score, 0.2)
             return self.finding(score, "MONEY_OUT_AFTER_CHANGE", sim)
         if kind == "login_success" and x.sim_age_h is not None and x.device_young:
             return self.finding(0.45, "SIM_SWAP", "NEW_DEVICE_LOGIN")

@@ -328,13 +328,19 @@ def test_parse_rows_rejects_bad_rows():
         darpa_midas.parse_rows(b"a,b,06/01/1998-08:05,-\na,b,06/01/1998-08:00,-\n")
 
 
-def test_benchmark_main_reads_a_zip_named_by_the_environment(tmp_path, monkeypatch, capsys):
+@pytest.fixture
+def tiny_zip(tmp_path):
+    """A 300-row DARPA-like stream in a zip: 7 sources, 11 destinations, one attack in five."""
     rows = [f"h{i % 7},h{(3 * i) % 11},06/01/1998-08:{i // 10:02d},{'-' if i % 5 else 'satan'}"
             for i in range(300)]
     path = tmp_path / "tiny.zip"
     with zipfile.ZipFile(path, "w") as zf:
         zf.writestr("tiny.csv", "\n".join(rows) + "\n")
-    monkeypatch.setenv(darpa_midas.ENV_ZIP, str(path))
+    return path
+
+
+def test_benchmark_main_reads_a_zip_named_by_the_environment(tiny_zip, monkeypatch, capsys):
+    monkeypatch.setenv(darpa_midas.ENV_ZIP, str(tiny_zip))
     assert darpa_midas.main(["--limit", "250"]) == 0
     out = capsys.readouterr().out
     assert "atoguard MidasR" in out and "paper MIDAS-R (C++)" in out and "250 edges" in out
@@ -360,12 +366,8 @@ def test_benchmark_on_the_first_rows_of_darpa():
     assert "0.95" in table and "atoguard MidasR" in table
 
 
-def test_benchmark_repeat_prints_each_seed_and_the_spread(tmp_path, monkeypatch, capsys):
-    rows = [f"h{i % 7},h{(3 * i) % 11},06/01/1998-08:{i // 10:02d},{'-' if i % 5 else 'satan'}"
-            for i in range(300)]
-    path = tmp_path / "tiny.zip"
-    with zipfile.ZipFile(path, "w") as zf:
-        zf.writestr("tiny.csv", "\n".join(rows) + "\n")
+def test_benchmark_repeat_prints_each_seed_and_the_spread(tiny_zip, capsys):
+    path = tiny_zip
     assert darpa_midas.main(["--zip", str(path), "--buckets", "3", "--seed", "5",
                              "--repeat", "3"]) == 0
     out = capsys.readouterr().out

@@ -127,10 +127,22 @@ HOME_NETWORK_MS = 3 * DAY_MS
 HOME_NETWORK_USES = 5
 
 
-def _home_network(ip_entry: list | None, ts: int) -> bool:
-    return (ip_entry is not None and len(ip_entry) > 6 and ts - ip_entry[0] >= HOME_NETWORK_MS
-            and ip_entry[2] >= HOME_NETWORK_USES and ip_entry[6] != 1
-            and ip_entry[5] not in ("hosting", "tor", "vpn"))
+def _home_network(entry: list | None, ts: int, operator: bool = False) -> bool:
+    """Whether an ``ips`` entry (or, with ``operator``, an ``asns`` one) is the account's own:
+    used for days, and often; an address also never under suspicion and not an anonymiser."""
+    if entry is None or ts - entry[0] < HOME_NETWORK_MS or entry[2] < HOME_NETWORK_USES:
+        return False
+    return operator or (len(entry) > 6 and entry[6] != 1 and entry[5] not in ("hosting", "tor", "vpn"))
+
+
+def _fix_error(profile: Profile, event: LocationEvent) -> float | None:
+    """:func:`fix_error_km`, except that the account's own mobile operator does not locate it:
+    roaming phones are routed home, so their address geolocates to the operator's gateway in
+    the home country while the phone is abroad."""
+    if event.kind == "ip_geo" and event.ip_type == "mobile" and event.asn is not None \
+            and _home_network(profile.asns.get(str(event.asn)), event.ts, operator=True):
+        return None
+    return fix_error_km(event)
 
 
 def _bound_at_home(profile: Profile, cred: list) -> bool:
@@ -247,7 +259,7 @@ def build_context(profile: Profile, event: Event, cfg: Config, facts: EventFacts
         x.country = cc
         x.country_new = cc is not None and bool(profile.countries) and cc not in profile.countries \
             and not profile.is_good("country:" + cc, ts)
-        err = fix_error_km(event)
+        err = _fix_error(profile, event)
         if profile.last_fix and err is not None:
             fts, flat, flon, ferr, _fcc = profile.last_fix
             dt_h = abs(ts - fts) / HOUR_MS
@@ -412,7 +424,7 @@ def observe(profile: Profile, x: Context, cfg: Config, risk: float = 0.0,
                 p.creds[kind] = [ts, event.event_id, 1, event.device_id,
                                  event.device_id if only_device else None]
     elif type(event) is LocationEvent:
-        err = fix_error_km(event)
+        err = _fix_error(p, event)
         if err is not None and (not p.last_fix or ts >= p.last_fix[0]):
             p.last_fix = [ts, event.lat, event.lon, err, event.country]
         if event.country:

@@ -262,3 +262,35 @@ def test_a_change_suspect_only_because_its_new_device_made_it_is_not_a_second_li
     other = money_after_change("203.0.113.60", "new", "other")
     hosted = money_after_change("192.0.2.200", "new", "new")
     assert same < CORROBORATE_AT <= min(other, hosted)
+
+
+def test_a_roaming_phone_on_its_own_operator_is_not_an_impossible_trip():
+    """A phone abroad (GPS in Cardiff) on the account's long-used home mobile operator, whose
+    address geolocates to the gateway in Berlin: roaming, not a teleport. The same ip_geo from an
+    operator the account has never used is judged as a location."""
+    def fix_then_ipgeo(asn: int):
+        p = history()
+        t = T0 + 6 * D
+        for d in range(5):  # the holder's phone has used its operator all along
+            ev = LocationEvent(f"o{d}", "a1", T0 + d * D + 5000, "ip_geo", lat=52.5, lon=13.4, country="DE",
+                               asn=20173, ip_type="mobile", ip=f"203.0.113.{d}")
+            observe(p, build_context(p, ev, CFG), CFG)
+        gps = LocationEvent("c1", "a1", t, "gps_fix", lat=51.48, lon=-3.18, accuracy_m=6, device_id="d1")
+        observe(p, build_context(p, gps, CFG), CFG)
+        geo = LocationEvent("c2", "a1", t + 30_000, "ip_geo", lat=52.5, lon=13.3, country="DE", asn=asn,
+                            ip_type="mobile", ip="203.0.113.99", accuracy_m=100_000)
+        return RULES["impossible_travel"](CFG).score(build_context(p, geo, CFG))
+
+    assert fix_then_ipgeo(20173) is None
+    stranger = fix_then_ipgeo(64500)
+    assert stranger is not None and "IMPOSSIBLE_TRAVEL" in stranger.reasons
+
+
+def test_the_holders_own_rooted_phone_is_not_a_risky_device_at_every_sign_in():
+    p = history()
+    t = T0 + 6 * D
+    rooted = {"device_model": "Pixel", "is_rooted": True}
+    own = DeviceEvent("r1", "a1", t, "login_success", device_id="d1", ip="198.51.100.1", **rooted)
+    assert "RISKY_DEVICE" not in reasons(p, own)
+    other = DeviceEvent("r2", "a1", t, "login_success", device_id="new", ip="198.51.100.1", **rooted)
+    assert "RISKY_DEVICE" in reasons(p, other)

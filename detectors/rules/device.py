@@ -43,7 +43,7 @@ class NewDevice(Rule):
             if x.device_home_net:  # the holder's new phone on their own broadband: a note only
                 score = min(score, 0.2)
             return self.finding(min(score, 0.75), "NEW_DEVICE_LOGIN")  # alone: a step-up at most
-        if risky and x.kind in SIGN_IN:
+        if risky and x.kind in SIGN_IN and not x.device_trusted:  # the holder's own rooted phone is their setup
             return self.finding(0.3, "RISKY_DEVICE")
         if ev.device_id is None and x.established and (
                 x.kind == "login_success" or getattr(ev, "channel", None) in ("app", "web")):

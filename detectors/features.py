@@ -39,7 +39,7 @@ class Context:
         "ip_new", "ip_suspect", "asn", "asn_new", "ip_type", "session_changed",
         "session_far", "net_fresh", "card_present", "cred_own_device",
         "country", "country_new", "distance_km", "speed_kmh", "travel_error_km",
-        "untrusted", "cred_age_h", "cred_kinds", "cred_suspicious", "cred_chain", "sim_age_h", "fails_recent",
+        "untrusted", "origin_untrusted", "cred_age_h", "cred_kinds", "cred_suspicious", "cred_chain", "sim_age_h", "fails_recent",
         "money_out", "amount", "amount_z", "payee_new", "payee_added_h", "hour_share",
         "drain_ratio", "credit_ratio", "since_repay_h", "_features",
     )
@@ -117,8 +117,6 @@ def fix_error_km(event: LocationEvent) -> float | None:
 #: a session that moves to a network operator first seen less than this long ago moved to a new
 #: one (the location fix of an address usually arrives just before its first use)
 FRESH_MS = HOUR_MS
-
-
 #: an address (and operator) first used this recently is fresh to the account
 NET_FRESH_MS = DAY_MS
 #: an address the account has used this long and this often, and never under suspicion, is its
@@ -143,6 +141,15 @@ def _fix_error(profile: Profile, event: LocationEvent) -> float | None:
             and _home_network(profile.asns.get(str(event.asn)), event.ts, operator=True):
         return None
     return fix_error_km(event)
+
+
+def _mark_home(device: list, how: int) -> None:
+    """Mark a ``devices`` entry as seen at home: 1 by a GPS fix, 2 on the home network (which a
+    GPS fix never downgrades)."""
+    if len(device) == 4:
+        device.append(how)
+    elif device[4] < how:
+        device[4] = how
 
 
 def _bound_at_home(profile: Profile, cred: list) -> bool:
@@ -190,9 +197,6 @@ def build_context(profile: Profile, event: Event, cfg: Config, facts: EventFacts
         x.device_young = x.device_new or (entry is not None and entry[3] != 1 and entry[0] > settled
                                           and ts - entry[0] < new_device_ms and not trusted)
         x.device_trusted = trusted or (entry is not None and not x.device_young)
-        x.device_suspect = entry is not None and entry[3] == -1
-        home = entry[4] if entry is not None and len(entry) > 4 else 0
-        x.device_home, x.device_home_net = home >= 1, home == 2
     else:
         # no device on the event: judge the device its session runs on, if known
         session_dev = profile.sessions.get(event.session_id) if event.session_id else None
@@ -200,9 +204,10 @@ def build_context(profile: Profile, event: Event, cfg: Config, facts: EventFacts
         x.device_new = False
         x.device_young = entry is not None and entry[3] != 1 and entry[0] > settled and ts - entry[0] < new_device_ms
         x.device_trusted = entry is not None and not x.device_young
-        x.device_suspect = entry is not None and entry[3] == -1
-        home = entry[4] if entry is not None and len(entry) > 4 else 0
-        x.device_home, x.device_home_net = home >= 1, home == 2
+    # (entry: the event's device, or its session's)
+    x.device_suspect = entry is not None and entry[3] == -1
+    home = entry[4] if entry is not None and len(entry) > 4 else 0
+    x.device_home, x.device_home_net = home >= 1, home == 2
 
     # network
     ip = event.ip
@@ -276,9 +281,10 @@ def build_context(profile: Profile, event: Event, cfg: Config, facts: EventFacts
     cred_ms = w.credential_change_hours * HOUR_MS
     # the event comes from somewhere the account holder has not been seen using
     # (a young device seen at the holder's home is their new phone until shown otherwise)
-    x.untrusted = bool(
-        (x.device_young and not x.device_home) or x.session_changed or ip_type in ("hosting", "tor")
-        or (not x.device_trusted and x.ip_new and x.asn_new))
+    # (origin_untrusted: for a reason other than a young device)
+    x.origin_untrusted = bool(
+        x.session_changed or ip_type in ("hosting", "tor") or (not x.device_trusted and x.ip_new and x.asn_new))
+    x.untrusted = (x.device_young and not x.device_home) or x.origin_untrusted
     creds = profile.creds
     recent = [(k, v[0], v[2] and not _bound_at_home(profile, v)) for k, v in creds.items()
               if 0 <= ts - v[0] <= cred_ms] if creds else ()
@@ -373,11 +379,7 @@ def observe(profile: Profile, x: Context, cfg: Config, risk: float = 0.0,
         if risk >= cfg.policy.step_up_at and x.device_young and d[3] == 0 and evidence - {"device", "model"}:
             d[3] = -1
     if x.device_home_net and event.device_id and not failed:
-        d = p.devices[event.device_id]
-        if len(d) == 4:
-            d.append(2)
-        else:
-            d[4] = 2
+        _mark_home(p.devices[event.device_id], 2)
     if event.ip and not failed:
         entry = touch(p.ips, event.ip, ts, MAX_IPS)
         if len(entry) == 4:
@@ -409,8 +411,7 @@ def observe(profile: Profile, x: Context, cfg: Config, risk: float = 0.0,
             suspicious = kind == "sim_change" or x.untrusted
             # suspect only because the device making it is new (nothing else about its origin):
             # remember which device, for that is one line of evidence, not two
-            only_device = suspicious and kind != "sim_change" and x.device_young and not (
-                x.session_changed or x.ip_type in ("hosting", "tor") or (x.ip_new and x.asn_new))
+            only_device = kind != "sim_change" and x.untrusted and not x.origin_untrusted
             p.creds[kind] = [ts, event.event_id, int(suspicious), None,
                              event.device_id if only_device else None]
         elif kind == "device_bound" and event.device_id:
@@ -419,10 +420,8 @@ def observe(profile: Profile, x: Context, cfg: Config, risk: float = 0.0,
             elif x.untrusted:
                 # registering a device is adding a way in: from an untrusted origin it counts as
                 # a credential change, until the device shows up at the holder's home
-                only_device = not (x.session_changed or x.ip_type in ("hosting", "tor")
-                                   or (x.ip_new and x.asn_new))
                 p.creds[kind] = [ts, event.event_id, 1, event.device_id,
-                                 event.device_id if only_device else None]
+                                 None if x.origin_untrusted else event.device_id]
     elif type(event) is LocationEvent:
         err = _fix_error(p, event)
         if err is not None and (not p.last_fix or ts >= p.last_fix[0]):
@@ -432,10 +431,7 @@ def observe(profile: Profile, x: Context, cfg: Config, risk: float = 0.0,
         if kind == "gps_fix" and event.device_id and p.centre and p.centre[2] >= 5:
             d = p.devices.get(event.device_id)
             if d is not None and haversine_km(p.centre[0], p.centre[1], event.lat, event.lon) <= HOME_KM:
-                if len(d) == 4:
-                    d.append(1)
-                elif d[4] != 2:
-                    d[4] = 1
+                _mark_home(d, 1)
         if kind == "gps_fix" and not x.device_young:  # the home centre learns from settled devices
             if p.centre:
                 lat, lon, wgt = p.centre

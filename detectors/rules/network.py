@@ -20,21 +20,20 @@ class RiskyNetwork(Rule):
 
     def score(self, x: Context) -> Finding | None:
         sensitive = x.money_out or x.kind in ("payee_added", "login_success") or x.kind in c.CREDENTIAL_KINDS
-        best: tuple[float, str] | None = None  # the strongest of what applies
+        found: list[tuple[float, str]] = []
         if x.ip_suspect and sensitive and not x.device_trusted:
-            best = (0.45, "SUSPECT_NETWORK")
+            found.append((0.45, "SUSPECT_NETWORK"))
         if x.net_fresh:
             if x.event.device_id is None and x.established and sensitive and not x.card_present:
                 # a client without a device fingerprint (a script), on a network the account
                 # first used today: where it comes from, apart from what it is
-                if best is None or best[0] < 0.5:
-                    best = (0.5, "NEW_NETWORK")
+                found.append((0.5, "NEW_NETWORK"))
             weight = _WEIGHT.get(x.ip_type or "")
             if weight is not None and (x.kind in ("login_success", "login_failure") or x.money_out
                                        or x.kind == "payee_added"):
-                if best is None or best[0] < weight:
-                    best = (weight, "ANONYMOUS_NETWORK")
-        return None if best is None else self.finding(*best)
+                found.append((weight, "ANONYMOUS_NETWORK"))
+        # the strongest of what applies (the first of equals)
+        return self.finding(*max(found, key=lambda f: f[0])) if found else None
 
 
 class SessionHijack(Rule):

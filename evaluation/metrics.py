@@ -300,6 +300,8 @@ def _attack_row(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     # a loss can only be stopped where there was one: incidents without a money movement by the
     # attacker (stuffing attempts that never got in, takeovers cut short) count as detected only
     lossy = [r for r in rows if r["first_loss_ts"] is not None]
+    stopped = sum(r["stopped_before_loss"] for r in lossy)
+    stepped_up = sum(r["stepped_up_before_loss"] for r in lossy)
     frozen = [r for r in rows if r["first_freeze_ts"] is not None]
     moves = sum(r["money_movements"] for r in rows)
     amount = sum(r["money_amount"] for r in rows)
@@ -308,10 +310,10 @@ def _attack_row(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         "detected": sum(r["detected"] for r in rows),
         "detected_share": _share(sum(r["detected"] for r in rows), n),
         "with_loss": len(lossy),
-        "stopped_before_loss": sum(r["stopped_before_loss"] for r in lossy),
-        "stopped_before_loss_share": _share(sum(r["stopped_before_loss"] for r in lossy), len(lossy)),
-        "stepped_up_before_loss": sum(r["stepped_up_before_loss"] for r in lossy),
-        "stepped_up_before_loss_share": _share(sum(r["stepped_up_before_loss"] for r in lossy), len(lossy)),
+        "stopped_before_loss": stopped,
+        "stopped_before_loss_share": _share(stopped, len(lossy)),
+        "stepped_up_before_loss": stepped_up,
+        "stepped_up_before_loss_share": _share(stepped_up, len(lossy)),
         "frozen": len(frozen),
         "median_time_to_freeze_s": median(r["time_to_freeze_s"] for r in frozen),
         "median_events_to_freeze": median(r["events_to_freeze"] for r in frozen

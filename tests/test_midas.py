@@ -367,15 +367,14 @@ def test_benchmark_on_the_first_rows_of_darpa():
 
 
 def test_benchmark_repeat_prints_each_seed_and_the_spread(tiny_zip, capsys):
-    path = tiny_zip
-    assert darpa_midas.main(["--zip", str(path), "--buckets", "3", "--seed", "5",
+    assert darpa_midas.main(["--zip", str(tiny_zip), "--buckets", "3", "--seed", "5",
                              "--repeat", "3"]) == 0
     out = capsys.readouterr().out
     spread = out.split("Over 3 hash seeds:")[1].strip().splitlines()
     seeds = [int(line.split()[0]) for line in spread[1:4]]
     assert seeds == [5, 6, 7]
     aucs = [float(line.split()[1]) for line in spread[1:4]]
-    edges = darpa_midas.load_darpa(path)
+    edges = darpa_midas.load_darpa(tiny_zip)
     expected = [darpa_midas.evaluate(edges, buckets=3, seed=s)["roc_auc"] for s in (5, 6, 7)]
     assert aucs == [round(a, 4) for a in expected]
     mean = float(spread[4].split()[1])

@@ -1,12 +1,19 @@
-"""The names of the wire contract (``shared/CONTRACT.md``, v1), defined once.
+"""The names of the wire contract (``shared/CONTRACT.md``, v1 and Version 2), defined once.
 
 Topic names here are *logical* (no deployment prefix): the same names appear in the
 ``topic`` field of JSON Lines files. ``streams.topics`` adds the prefix and the partitioning.
+
+v2 is v1 plus the outcome of challenges: two more device kinds, a few optional device fields,
+``methods`` and ``contract_version`` on commands, and more lines in the labels file. Every v1
+input is a valid v2 input.
 """
 
 from __future__ import annotations
 
-CONTRACT_VERSION = "v1"
+#: The contract this code implements; also the folder of its JSON Schemas (``schemas/v2/``).
+CONTRACT_VERSION = "v2"
+#: The value of the ``contract_version`` field every command carries (v1 commands had none).
+COMMAND_CONTRACT_VERSION = 2
 
 # -- topics ----------------------------------------------------------------------------------
 DEVICE = "device"
@@ -22,10 +29,14 @@ INPUT_TOPICS = (*EVENT_TOPICS, VERDICTS)
 OUTPUT_TOPICS = (COMMANDS, ALERTS, DEAD_LETTER)
 
 # -- kinds, per event topic -------------------------------------------------------------------
+CHALLENGE_PASSED = "challenge_passed"
+CHALLENGE_FAILED = "challenge_failed"
+#: Device kinds (v2) that report how a challenge of the account service ended.
+CHALLENGE_KINDS = frozenset({CHALLENGE_PASSED, CHALLENGE_FAILED})
 DEVICE_KINDS = frozenset({
     "login_success", "login_failure", "logout", "device_bound", "password_change",
     "password_reset", "phone_change", "email_change", "mfa_change", "sim_change",
-})
+}) | CHALLENGE_KINDS
 LOCATION_KINDS = frozenset({"gps_fix", "ip_geo"})
 TRANSACTION_KINDS = frozenset({
     "payment", "transfer_out", "withdrawal", "loan_draw", "loan_repayment", "payee_added",
@@ -47,12 +58,28 @@ CHANNELS = frozenset({"app", "web", "api", "pos"})
 VERDICT_LABELS = frozenset({"ato", "legit"})
 VERDICT_SOURCES = frozenset({"analyst", "user"})
 
+# -- challenges (v2) ---------------------------------------------------------------------------
+#: Challenge methods, in the contract's order (not an order of strength).
+METHODS = ("sms_otp", "email_otp", "app_push", "totp", "payment_password", "face", "passkey")
+#: Why a challenge failed (``reason`` of ``challenge_failed``); ``denied`` is a refused push.
+FAILURE_REASONS = ("wrong_code", "timeout", "abandoned", "denied", "mismatch", "not_enrolled")
+#: How a ``login_success`` was authenticated (``auth_method``); ``token`` is a refreshed session.
+AUTH_METHODS = ("password", "passkey", "sms_otp", "face", "token", "other")
+#: The platform's integrity verdict for a device (``attestation``): genuine, not whose it is.
+ATTESTATIONS = ("strong", "device", "basic", "failed")
+
+# -- labels file (v2) --------------------------------------------------------------------------
+#: ``label`` of an enrolment line: the methods an account has enrolled.
+ENROLLED = "enrolled"
+
 # -- commands ---------------------------------------------------------------------------------
 STEP_UP = "step_up"
 FREEZE = "freeze"
 UNFREEZE = "unfreeze"
 CLOSE = "close"
 ACTIONS = (STEP_UP, FREEZE, UNFREEZE, CLOSE)
+#: Commands that carry ``methods`` (v2): a step_up's challenge, a freeze's way back.
+METHOD_ACTIONS = frozenset({STEP_UP, FREEZE})
 
 # -- limits -----------------------------------------------------------------------------------
 ID_MAX = 128

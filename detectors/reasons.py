@@ -53,6 +53,10 @@ _ROWS = [
     ("ANALYST_CONFIRMED_ATO", "our security team confirmed that someone else took over your account", "verdict"),
     ("USER_REPORTED_ATO", "you told us that this activity was not you", "verdict"),
     ("CONFIRMED_LEGITIMATE", "the activity was confirmed as yours", "verdict"),
+    # challenge outcomes (contract v2)
+    ("CHALLENGE_PASSED", "you confirmed it was you with the check we asked for", "challenge"),
+    ("CHALLENGE_FAILED", "a failed identity check on your account", "challenge"),
+    ("CHALLENGE_UNANSWERED", "an identity check on your account left unanswered", "challenge"),
 ]
 
 REASONS: dict[str, Reason] = {code: Reason(code, text, family) for code, text, family in _ROWS}

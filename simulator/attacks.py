@@ -16,7 +16,9 @@ credential_stuffing   a botnet (30-300 hosting / residential-proxy addresses, bo
                       each account only tried is an incident ``credential_stuffing_attempt``
                       (label ato, no loss) unless disabled.
 phishing_takeover     login from a new device and place (after a failure or not), often
-                      device_bound and credential changes, then the cash-out.
+                      device_bound and credential changes, then the cash-out. The kit is a
+                      real-time relay of the one-time codes, or (a share) push fatigue; it is
+                      recorded in the label's ``attacker_passes`` only (see ``methods``).
 sim_swap_payout       the carrier reports a ``sim_change``; minutes to hours later a password
                       reset and login on a new device, usually on same-country mobile
                       addresses, then the payout.
@@ -207,6 +209,9 @@ def _attack_time(sim, p, day: int, rnd: random.Random) -> int:
 
 def start_phishing_takeover(sim, inc: Incident, rnd: random.Random) -> None:
     p = sim.pop.personas[inc.account]
+    # the phishing kit is drawn apart, so the events do not depend on the share
+    fatigue = random.Random(f"{sim.seed}/phish-kit/{inc.account}").random() < sim.config.phishing_push_fatigue_share
+    inc.params["kit"] = "push_fatigue" if fatigue else "relay"
     t = _attack_time(sim, p, inc.day, rnd)
     kit = Kit(p, rnd, (0.25, 0.25, 0.15, 0.1, 0.15, 0.1))
     att = _attacker(sim, p, inc, kit, attacker_device(sim, p, rnd, "phish"))

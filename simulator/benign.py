@@ -21,6 +21,10 @@ password_reset  forgot the password: 2-6 login failures from the usual device an
                 reset, a successful login (sometimes from the laptop or on mobile data).
 corporate_nat   an office or campus: 5-40 accounts behind one NAT address on weekday working
                 hours from some day on.
+
+What the holder can still pass during a situation (the label's ``holder_passes``) follows from
+parameters recorded here in ``inc.params`` (``sms_lost``, ``old_phone_kept``,
+``mfa_reenrolled``, ``role``); the rules are in ``simulator.methods``.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from __future__ import annotations
 import math
 import random
 
+from simulator import methods
 from simulator.actors import Actor
 from simulator.geo import BUSINESS, CITIES, MOBILE, RESIDENTIAL, distance_km
 from simulator.population import Device, make_mobile_device, PHONES, device_id_for
@@ -63,10 +68,14 @@ def start_travel(sim, inc: Incident, rnd: random.Random) -> None:
     hotel = rnd.choice(RESIDENTIAL[dc.country])
     hk = rnd.randrange(1 << 30)
     hotel_geo = net_geo(hotel, hk)
-    if rnd.random() < 0.5:
+    local_sim = rnd.random() >= 0.5
+    if not local_sim:
         roam = (p.carrier, rnd.randrange(1 << 20))  # roaming: the address still geolocates home
     else:
         roam = (rnd.choice(MOBILE[dc.country]), rnd.randrange(1 << 20))  # a local SIM / eSIM
+    # does an SMS to the home number reach the traveller? drawn apart, so the events stay as they were
+    u = random.Random(f"{sim.seed}/sms-abroad/{inc.account}").random()
+    inc.params["sms_lost"] = u < (methods.LOCAL_SIM_NO_SMS if local_sim else methods.ROAMING_NO_SERVICE)
     p.trip = (dep, arr, dep_back, arr_back, dest, hotel.v4(hk), hotel_geo, roam)
     p.watch = (inc, dep - 3 * HOUR_MS, arr_back + 3 * HOUR_MS, None, None)
 
@@ -119,8 +128,11 @@ def start_new_phone(sim, inc: Incident, rnd: random.Random) -> None:
         dev = make_mobile_device(nrng, new_id, "phone", 1.0, since=t, model_index=mi)
     else:
         dev = make_mobile_device(nrng, new_id, "phone", 1.0, since=t)
+    inc.params["old_phone_kept"] = False  # lost, broken or traded in: gone at once
     if old is not None and old.kind == "phone":
-        old.until = t + int(rnd.choice([0, 0, 0.5, 1, 3]) * DAY_MS)
+        kept_days = rnd.choice([0, 0, 0.5, 1, 3])
+        old.until = t + int(kept_days * DAY_MS)
+        inc.params["old_phone_kept"] = kept_days > 0
     p.devices.insert(0, dev)
     if rnd.random() < 0.2:  # a new SIM came with the new phone: the carrier reports it first
         Actor(sim.world, p, None, None, None, inc).device_event(t - int(rnd.uniform(5, 240) * MINUTE_MS), "sim_change")
@@ -134,7 +146,8 @@ def start_new_phone(sim, inc: Incident, rnd: random.Random) -> None:
     p.sessions[dev.device_id] = me.sid
     me.ipgeo(t + 1500)
     t = me.device_event(t + int(rnd.uniform(5, 60) * 1000), "device_bound", with_fields=True)
-    if rnd.random() < 0.4:
+    inc.params["mfa_reenrolled"] = rnd.random() < 0.4
+    if inc.params["mfa_reenrolled"]:
         t = me.device_event(t + int(rnd.uniform(30, 400) * 1000), "mfa_change")
     here = place_at(p, t + 20_000)
     if p.gps_p > 0 and here is not None:
@@ -149,6 +162,7 @@ def start_shared_tablet(sim, owner_inc: Incident, sharer_inc: Incident, rnd: ran
     """The owner's tablet becomes the family tablet: the sharer binds it and both use it."""
     pa = sim.pop.personas[owner_inc.account]
     pb = sim.pop.personas[sharer_inc.account]
+    owner_inc.params["role"], sharer_inc.params["role"] = "owner", "sharer"
     tablet = next((d for d in pa.devices if d.kind == "tablet"), None)
     if tablet is None:
         tablet = make_mobile_device(np.random.default_rng([sim.seed, 0x7AB, pa.idx]),

@@ -31,8 +31,24 @@ attacks (label ato), each one varied (infrastructure, device, gaps, steps, cash-
   impossible_travel    attacker logs in >1,000 km away within minutes of the victim
   slow_takeover        a quiet new device for 2-10 days, then the cash-out
 
+A changed scenario mix: --mix NAME=SHARE or NAME=FACTORx, comma-separated, sets a scenario's
+share, or multiplies it (applied after the --rate-NAME options), e.g. twice the phishing and
+session hijacks, half the stuffing:
+  --mix phishing_takeover=2x,session_hijack=2x,credential_stuffing=0.5x
+
+Labels (contract v2): every ato incident carries attacker_passes, the challenge methods its
+attacker passes by how the attack works (simulator/methods.py, ATTACKER_KIT: a SIM swap passes
+sms_otp, a real-time phishing relay the one-time codes and payment_password, push fatigue
+app_push, stuffing, stolen sessions and stolen passwords nothing; plus the contact points the
+attacker moved to themselves: email_change -> email_otp, phone_change -> sms_otp, mfa_change ->
+totp). A legit situation that narrows what the holder can pass carries holder_passes (lost
+phone: no app_push/passkey; abroad without SMS; someone else's tablet). After the incidents,
+one line per account: {"account_id": ..., "label": "enrolled", "methods": [...]}, drawn with
+the shares of --enrol.
+
 example:
   atoguard simulate --accounts 2000 --days 14 --seed 1 --out events.jsonl --labels labels.jsonl
+  atoguard simulate --accounts 2000 --days 14 --seed 1 --mix phishing_takeover=2x,session_hijack=2x,credential_stuffing=0.5x --out e.jsonl --labels l.jsonl
   atoguard simulate --accounts 500 --days 3 --rate-phishing-takeover 0.05 --out e.jsonl --labels l.jsonl
   atoguard simulate --accounts 1000 --days 2 --labels l.jsonl --to-kafka --rate 500
 """
@@ -43,7 +59,8 @@ import argparse
 import os
 import sys
 
-from simulator.config import DEFAULT_START, SCENARIOS, SimConfig
+from detectors.contract import METHODS
+from simulator.config import DEFAULT_START, SCENARIOS, SimConfig, parse_mix
 
 _DEFAULTS = SimConfig()
 
@@ -63,8 +80,20 @@ def configure(parser: argparse.ArgumentParser) -> None:
         default = getattr(_DEFAULTS, f"rate_{name}")
         g.add_argument(f"--rate-{name.replace('_', '-')}", dest=f"rate_{name}", type=float, default=default,
                        metavar="SHARE", help=f"{name} (default {default})")  # fmt: skip
+    g.add_argument("--mix", default=None, metavar="NAME=SHARE|NAME=FACTORx,...",
+                   help="change the scenario mix: set a share or multiply it, e.g. "
+                        "phishing_takeover=2x,session_hijack=2x,credential_stuffing=0.5x,travel=0.03")  # fmt: skip
     g.add_argument("--no-attempt-labels", action="store_true",
                    help="do not label accounts a stuffing campaign only tried (credential_stuffing_attempt)")  # fmt: skip
+
+    g = parser.add_argument_group("challenge methods (contract v2 labels)")
+    shares = ",".join(f"{m}={v:g}" for m, v in _DEFAULTS.enrolment_shares().items())
+    g.add_argument("--enrol", default=None, metavar="METHOD=SHARE,...",
+                   help=f"share of accounts that enrolled each method (default {shares})")
+    g.add_argument("--phishing-push-fatigue-share", type=float, default=_DEFAULTS.phishing_push_fatigue_share,
+                   help="share of phishing takeovers that are push-fatigue attacks (pass app_push) "
+                        "instead of real-time relays (pass the one-time codes and payment_password); "
+                        "default %(default)s")  # fmt: skip
 
     g = parser.add_argument_group("output")
     g.add_argument("--out", help="events file (JSON Lines); required unless --to-kafka")
@@ -83,13 +112,35 @@ def configure(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--rate", type=float, default=0.0, metavar="EVENTS_PER_S", help="publish rate; 0 = as fast as possible")
 
 
+def parse_enrol(text: str) -> dict[str, float]:
+    """``"face=0.5,passkey=0.2"`` -> ``{"enrol_face": 0.5, "enrol_passkey": 0.2}``; ValueError
+    naming the item otherwise."""
+    out: dict[str, float] = {}
+    for item in (x.strip() for x in text.split(",")):
+        if not item:
+            continue
+        name, sep, value = (x.strip() for x in item.partition("="))
+        if not sep or name not in METHODS:
+            raise ValueError(f"--enrol {item!r}: expected METHOD=SHARE with METHOD one of {', '.join(METHODS)}")
+        try:
+            out[f"enrol_{name}"] = float(value)
+        except ValueError:
+            raise ValueError(f"--enrol {item!r}: {value!r} is not a share") from None
+    return out
+
+
 def config_from_args(args: argparse.Namespace) -> SimConfig:
+    """The SimConfig of the command line: --rate-NAME options, then --mix on top; ValueError on bad input."""
     fields = {name: getattr(args, f"rate_{name}") for name in SCENARIOS}
+    if getattr(args, "mix", None):
+        fields.update(parse_mix(args.mix, fields))
+    enrol = parse_enrol(args.enrol) if getattr(args, "enrol", None) else {}
     return SimConfig(
         accounts=args.accounts, days=args.days, seed=args.seed, start=args.start,
         credit_share=args.credit_share, vpn_share=args.vpn_share, ipv6_share=args.ipv6_share,
         late_location_share=args.late_location_share, late_location_max_s=args.late_location_max_s,
-        **{f"rate_{k}": v for k, v in fields.items()},
+        phishing_push_fatigue_share=args.phishing_push_fatigue_share,
+        **{f"rate_{k}": v for k, v in fields.items()}, **enrol,
     )  # fmt: skip
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 
+from detectors.contract import METHODS
+
 #: Benign situations that look risky; labelled ``legit``.
 BENIGN_SCENARIOS: tuple[str, ...] = (
     "travel",
@@ -78,6 +80,12 @@ class SimConfig:
         Share of location fixes written up to ``late_location_max_s`` seconds after their event
         time, i.e. out of order across topics (as the contract allows). 0 keeps the file in
         strict event-time order.
+    enrol_*
+        Share of accounts that have enrolled each challenge method (contract v2), drawn
+        independently per method; written as one ``enrolled`` line per account in the labels.
+    phishing_push_fatigue_share
+        Share of phishing takeovers that are push-fatigue attacks (a phished password, then
+        pushes until the holder approves) rather than a real-time relay of the one-time codes.
     """
 
     accounts: int = 1000
@@ -105,6 +113,16 @@ class SimConfig:
     # delivery
     late_location_share: float = 0.0
     late_location_max_s: float = 120.0
+    # challenge methods enrolled (v2): a consumer-credit app where everyone has a phone number
+    enrol_sms_otp: float = 1.0
+    enrol_email_otp: float = 0.7
+    enrol_app_push: float = 0.75
+    enrol_totp: float = 0.05
+    enrol_payment_password: float = 0.85
+    enrol_face: float = 0.4
+    enrol_passkey: float = 0.18
+    # how the attacks work (v2 labels)
+    phishing_push_fatigue_share: float = 0.2
 
     def __post_init__(self) -> None:
         if self.accounts < 1:
@@ -121,7 +139,9 @@ class SimConfig:
                 f"the scenario rates add up to {total:.3f}; each account gets at most one "
                 "scenario, so they must add up to at most 1"
             )
-        for name in ("credit_share", "vpn_share", "ipv6_share", "late_location_share"):
+        shares = ("credit_share", "vpn_share", "ipv6_share", "late_location_share", "phishing_push_fatigue_share",
+                  *(f"enrol_{m}" for m in METHODS))
+        for name in shares:
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {value}")
@@ -135,3 +155,40 @@ class SimConfig:
     def rates(self) -> dict[str, float]:
         """Scenario name -> share of accounts, benign first, in ``SCENARIOS`` order."""
         return {name: getattr(self, f"rate_{name}") for name in SCENARIOS}
+
+    def enrolment_shares(self) -> dict[str, float]:
+        """Challenge method -> share of accounts that enrolled it, in the contract's order."""
+        return {m: getattr(self, f"enrol_{m}") for m in METHODS}
+
+    def with_mix(self, mix: str) -> "SimConfig":
+        """This config with the scenario rates of ``mix`` changed (see :func:`parse_mix`)."""
+        return dataclasses.replace(self, **{f"rate_{k}": v for k, v in parse_mix(mix, self.rates()).items()})
+
+
+def parse_mix(text: str, rates: dict[str, float]) -> dict[str, float]:
+    """Parse a scenario mix ``NAME=SHARE`` or ``NAME=FACTORx``, comma-separated.
+
+    ``SHARE`` replaces the scenario's rate; ``FACTORx`` multiplies the rate it has in ``rates``.
+    Raises ValueError naming the offending item.
+
+    >>> parse_mix("phishing_takeover=2x, credential_stuffing=0.5x,travel=0.05",
+    ...           {"phishing_takeover": 0.003, "credential_stuffing": 0.004, "travel": 0.02})
+    {'phishing_takeover': 0.006, 'credential_stuffing': 0.002, 'travel': 0.05}
+    """
+    out: dict[str, float] = {}
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        name, sep, value = (x.strip() for x in item.partition("="))
+        name = name.replace("-", "_")
+        if not sep or name not in rates:
+            raise ValueError(f"--mix {item!r}: expected NAME=SHARE or NAME=FACTORx with NAME one of "
+                             f"{', '.join(rates)}")
+        try:
+            if value.lower().endswith("x"):
+                out[name] = round(rates[name] * float(value[:-1]), 12)
+            else:
+                out[name] = float(value)
+        except ValueError:
+            raise ValueError(f"--mix {item!r}: {value!r} is not a share (0.01) nor a factor (2x)") from None
+    return out

@@ -20,6 +20,8 @@ from typing import Protocol
 import orjson
 
 from simulator import attacks, benign
+from detectors.contract import ENROLLED
+from simulator.methods import draw_enrolment
 from simulator.config import ATTACK_SCENARIOS, SCENARIOS, STUFFING_ATTEMPT, SimConfig
 from simulator.population import Population, build_population
 from simulator.routine import Routine
@@ -279,11 +281,20 @@ class Simulation:
         out.sort(key=lambda r: (r["start_ts"], r["account_id"], r["scenario"]))
         return out
 
+    def enrolments(self) -> list[dict]:
+        """One ``enrolled`` line per account (contract v2 labels), in account order."""
+        drawn = draw_enrolment(len(self.pop.personas), self.config.enrolment_shares(), self.seed)
+        return [{"account_id": p.account_id, "label": ENROLLED, "methods": m}
+                for p, m in zip(self.pop.personas, drawn)]
+
     def write_labels(self, path: str) -> None:
+        """The labels file: the incidents by start time, then every account's enrolment."""
         tmp = f"{path}.tmp"
         with open(tmp, "wb") as f:
             for label in self.labels():
                 f.write(orjson.dumps(label) + b"\n")
+            for line in self.enrolments():
+                f.write(orjson.dumps(line) + b"\n")
         os.replace(tmp, path)
 
 

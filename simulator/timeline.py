@@ -18,6 +18,7 @@ from collections import defaultdict
 
 import orjson
 
+from simulator import methods
 from simulator.config import MONEY_KINDS
 
 DAY_MS = 86_400_000
@@ -67,14 +68,16 @@ class Incident:
         self.events.append((ts, event_id, kind))
 
     def to_label(self, end_ms: int, account_id: str) -> dict | None:
-        """The contract's label line, keeping only events inside the simulated span."""
+        """The contract's label line, keeping only events inside the simulated span; with the v2
+        fields ``attacker_passes`` (every ``ato``) or ``holder_passes`` (a ``legit`` situation that
+        narrows what the holder can pass), see :mod:`simulator.methods`."""
         events = sorted((e for e in self.events if e[0] < end_ms), key=lambda e: e[0])
         if not events:
             return None
         first_loss = None
         if self.label == "ato":
             first_loss = next((ts for ts, _, kind in events if kind in MONEY_KINDS), None)
-        return {
+        label = {
             "account_id": account_id,
             "scenario": self.scenario,
             "label": self.label,
@@ -83,6 +86,13 @@ class Incident:
             "first_loss_ts": first_loss,
             "event_ids": [e[1] for e in events],
         }
+        if self.label == "ato":
+            label["attacker_passes"] = methods.attacker_passes(self.scenario, self.params, (e[2] for e in events))
+        else:
+            holder = methods.holder_passes(self.scenario, self.params)
+            if holder is not None:
+                label["holder_passes"] = holder
+        return label
 
 
 class World:

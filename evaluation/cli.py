@@ -13,9 +13,13 @@ the per-account summaries):
 
 Prints the tables and the headline figures, and writes DIR/report.md, DIR/metrics.json (every
 figure, machine-readable) and PNG plots. Per attack scenario: detected, stopped before loss (a
-freeze or close between start_ts and first_loss_ts), stepped up before loss, median time and
+freeze or close between start_ts and first_loss_ts; under v2 scoring, when the labels carry
+attacker_passes/holder_passes/enrolled lines or the commands carry methods: from start_ts - 1 h,
+a close, a freeze whose way back the attacker does not pass, or a step_up to the attacker with
+a method they do not pass), stepped up before loss, median time and
 events to the first freeze, share of the attacker's money movements made before it. For
 legitimate accounts (seen in --events, no ato incident): share ever frozen / closed / stepped up,
+challenged on ordinary days, hours frozen; lock-outs of holders; challenges per benign situation;
 also per 30 days; per benign situation: share frozen / closed / stepped up within 24 h of its end;
 freezes per account-day in the 24 h after a loan repayment vs otherwise. Precision of alerts and
 of each command action, and a detection-vs-false-freeze curve over a risk threshold.
@@ -37,6 +41,18 @@ example:
   atoguard replay events.jsonl --out decisions.jsonl
   atoguard eval --events events.jsonl --labels labels.jsonl --out decisions.jsonl --report report/
 
+  # closed loop (contract v2): --out may be the transcript of `atoguard replay --respond`
+  atoguard replay events.jsonl --out transcript.jsonl --respond labels.jsonl
+  atoguard eval --events events.jsonl --labels labels.jsonl --out transcript.jsonl --report report/
+
+  # attacks stopped against friction, one point per report folder (e.g. one per threshold)
+  atoguard eval --curve t0.3=report-0.3/ t0.5=report-0.5/ t0.7=report-0.7/ --report curve/
+
+--curve [LABEL=]DIR ... reads DIR/metrics.json of earlier runs and writes, into --report,
+stopped_vs_friction.png (share of legitimate accounts challenged on ordinary days on x, share
+of attacks stopped before loss on y, points joined in the order given) and curve.json; LABEL
+defaults to the folder's name. --events, --labels and --out are not needed then.
+
 exit status: 0, or 1 when --fail-under is given and attacks stopped before loss fall below it;
 2 when an input file is missing or the replay is unavailable.
 """
@@ -45,12 +61,19 @@ exit status: 0, or 1 when --fail-under is given and attacks stopped before loss 
 def configure(parser: argparse.ArgumentParser) -> None:
     """Add the options of ``atoguard eval``."""
     parser.epilog = EPILOG
-    parser.add_argument("--events", required=True, metavar="IN.jsonl",
-                        help="input events, contract JSON Lines ({'topic': ..., 'value': {...}})")
-    parser.add_argument("--labels", required=True, metavar="LABELS.jsonl",
-                        help="ground-truth incidents, one a line (written by `atoguard simulate`)")
-    parser.add_argument("--out", required=True, metavar="OUT.jsonl",
-                        help="atoguard's commands and alerts; replayed from --events if missing")
+    parser.add_argument("--events", metavar="IN.jsonl",
+                        help="input events, contract JSON Lines ({'topic': ..., 'value': {...}}); required "
+                             "unless --curve")
+    parser.add_argument("--labels", metavar="LABELS.jsonl",
+                        help="ground-truth incidents, one a line, with the v2 fields and enrolment "
+                             "lines when present (written by `atoguard simulate`); required unless --curve")
+    parser.add_argument("--out", metavar="OUT.jsonl",
+                        help="atoguard's commands and alerts, or a closed-loop transcript (input, "
+                             "withheld lines are read as such); replayed from --events if missing; "
+                             "required unless --curve")
+    parser.add_argument("--curve", nargs="+", metavar="[LABEL=]DIR", default=None,
+                        help="instead of scoring: plot attacks stopped against friction from the "
+                             "metrics.json of several report folders (see below)")
     parser.add_argument("--report", required=True, metavar="DIR",
                         help="folder for report.md, metrics.json and the PNG plots (created)")
     parser.add_argument("--config", metavar="FILE", default=None,
@@ -76,10 +99,47 @@ def _replay(args: argparse.Namespace) -> bool:
     return True
 
 
+def _curve(args: argparse.Namespace) -> int:
+    """``--curve``: one point per earlier report folder; plot, curve.json and a table."""
+    import orjson
+
+    from . import report
+
+    points = []
+    for item in args.curve:
+        label, sep, folder = item.partition("=")
+        if not sep:
+            label, folder = os.path.basename(os.path.normpath(item)), item
+        path = os.path.join(folder, "metrics.json")
+        try:
+            with open(path, "rb") as fh:
+                points.append((label, orjson.loads(fh.read())))
+        except (OSError, orjson.JSONDecodeError) as exc:
+            print(f"atoguard eval: --curve {item}: cannot read {path} ({exc})", file=sys.stderr)
+            return 2
+        if "headline" not in points[-1][1]:
+            print(f"atoguard eval: --curve {item}: {path} is not an `atoguard eval` metrics.json", file=sys.stderr)
+            return 2
+    os.makedirs(args.report, exist_ok=True)
+    plot = os.path.join(args.report, report.CURVE_PLOT)
+    pts = report.friction_curve(points, plot)
+    with open(os.path.join(args.report, "curve.json"), "wb") as fh:
+        fh.write(orjson.dumps(pts, option=orjson.OPT_INDENT_2))
+    print(report.format_curve(pts))
+    print(f"\nplot: {plot}")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     """Evaluate, print the tables and headline, write the report folder; return the exit code."""
     from . import io, metrics, report
 
+    if args.curve:
+        return _curve(args)
+    for name in ("events", "labels", "out"):
+        if not getattr(args, name):
+            print(f"atoguard eval: --{name} is required (unless --curve)", file=sys.stderr)
+            return 2
     for name in ("events", "labels"):
         path = getattr(args, name)
         if not os.path.isfile(path):
@@ -90,13 +150,18 @@ def run(args: argparse.Namespace) -> int:
     progress = not args.no_progress
     stats = {"labels": Counter(), "outputs": Counter(), "events": Counter()}
 
-    incidents = list(io.iter_incidents(args.labels, stats=stats["labels"], progress=progress))
+    enrolled: dict[str, frozenset[str]] = {}
+    verdicts: list[metrics.Verdict] = []
+    withheld: set[str] = set()
+    incidents = list(io.iter_incidents(args.labels, stats=stats["labels"], progress=progress,
+                                       enrolled=enrolled))
     decisions = metrics.group_decisions(io.iter_decisions(args.out, stats=stats["outputs"],
-                                                          progress=progress))
+                                                          progress=progress, verdicts=verdicts,
+                                                          withheld=withheld))
     summary = metrics.summarise_events(io.iter_events(args.events, stats=stats["events"],
-                                                      progress=progress),
+                                                      progress=progress, verdicts=verdicts),
                                        incidents, metrics.freeze_times(incidents, decisions))
-    m = metrics.evaluate(incidents, decisions, summary)
+    m = metrics.evaluate(incidents, decisions, summary, enrolled, verdicts, withheld)
     m["inputs"] = {name: dict(sorted(c.items())) for name, c in stats.items()}
 
     out_dir = report.write_report(m, args.report)

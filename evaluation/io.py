@@ -26,9 +26,12 @@ from tqdm import tqdm
 from detectors import contract as c
 from detectors.events import BadInput, parse_value
 
-from .metrics import ALERT, Decision, Event, Incident
+from .metrics import ALERT, Decision, Event, Incident, Verdict
 
-__all__ = ["alert_account_id", "iter_decisions", "iter_events", "iter_incidents", "iter_messages"]
+#: The topic of a transcript line naming an event the account service refused (contract v2).
+WITHHELD = "withheld"
+
+__all__ = ["WITHHELD", "alert_account_id", "iter_decisions", "iter_events", "iter_incidents", "iter_messages"]
 
 _CHUNK = 1 << 20  # update the progress bar once per MiB
 
@@ -65,9 +68,21 @@ def iter_messages(path: str | os.PathLike[str], *, stats: Counter[str] | None = 
         bar.update(pending)
 
 
+def _verdict(value: Any) -> Verdict | None:
+    """The verdict of a ``verdicts`` value, or None when the engine would dead-letter it."""
+    try:
+        rec = parse_value(c.VERDICTS, value)
+    except BadInput:
+        return None
+    return Verdict(rec.account_id, rec.ts, rec.label, rec.source)
+
+
 def iter_events(path: str | os.PathLike[str], *, stats: Counter[str] | None = None,
-                progress: bool = False) -> Iterator[Event]:
-    """Yield the valid events (topics device, location, transaction) of an events file."""
+                progress: bool = False, verdicts: list[Verdict] | None = None) -> Iterator[Event]:
+    """Yield the valid events (topics device, location, transaction) of an events file.
+
+    Verdicts are not events; when ``verdicts`` is a list, the valid ones are appended to it.
+    """
     stats = Counter() if stats is None else stats
     for msg in iter_messages(path, stats=stats, progress=progress, desc="events"):
         topic = msg.get("topic")
@@ -76,6 +91,9 @@ def iter_events(path: str | os.PathLike[str], *, stats: Counter[str] | None = No
             continue
         if topic == c.VERDICTS:
             stats["verdict"] += 1
+            v = _verdict(msg["value"])
+            if v is not None and verdicts is not None:
+                verdicts.append(v)
             continue
         if topic not in c.EVENT_TOPICS:
             stats["unknown_topic"] += 1
@@ -93,17 +111,37 @@ def _is_int(v: Any) -> bool:
     return type(v) is int or (type(v) is float and v.is_integer())
 
 
+def _methods(v: Any) -> tuple[str, ...] | None:
+    """A list of known challenge methods as a tuple; None when it is not one."""
+    if type(v) is not list or not all(m in c.METHODS for m in v):
+        return None
+    return tuple(v)
+
+
 def iter_incidents(path: str | os.PathLike[str], *, stats: Counter[str] | None = None,
-                   progress: bool = False) -> Iterator[Incident]:
-    """Yield the incidents of a labels file (contract "Ground-truth labels").
+                   progress: bool = False, enrolled: dict[str, frozenset[str]] | None = None) -> Iterator[Incident]:
+    """Yield the incidents of a labels file (contract "Ground-truth labels", and "Labels (v2)").
 
     Required: ``account_id`` (string), ``scenario`` (string), ``label`` (``ato`` or ``legit``),
     ``start_ts`` and ``end_ts`` (integers); ``first_loss_ts`` is an integer or null/absent;
-    ``event_ids`` a list of strings (absent: empty). Other lines count as ``invalid_label``.
+    ``event_ids`` a list of strings (absent: empty); optional (v2) ``attacker_passes`` and
+    ``holder_passes``, lists of challenge methods. Other lines count as ``invalid_label``.
+
+    Enrolment lines (``label`` ``enrolled``, ``methods``) are not incidents: they are counted as
+    ``enrolment`` and, when ``enrolled`` is a dict, stored in it (account -> methods).
     """
     stats = Counter() if stats is None else stats
     for obj in iter_messages(path, stats=stats, progress=progress, desc="labels"):
         acc, scn, label = obj.get("account_id"), obj.get("scenario"), obj.get("label")
+        if label == c.ENROLLED:
+            methods = _methods(obj.get("methods"))
+            if type(acc) is not str or not acc or methods is None:
+                stats["invalid_label"] += 1
+                continue
+            stats["enrolment"] += 1
+            if enrolled is not None:
+                enrolled[acc] = frozenset(methods)
+            continue
         start, end, loss = obj.get("start_ts"), obj.get("end_ts"), obj.get("first_loss_ts")
         ids = obj.get("event_ids") or []
         if (type(acc) is not str or not acc or type(scn) is not str or label not in ("ato", "legit")
@@ -111,9 +149,17 @@ def iter_incidents(path: str | os.PathLike[str], *, stats: Counter[str] | None =
                 or type(ids) is not list or not all(type(e) is str for e in ids)):
             stats["invalid_label"] += 1
             continue
+        attacker = _methods(obj["attacker_passes"]) if "attacker_passes" in obj else ()
+        holder = _methods(obj["holder_passes"]) if "holder_passes" in obj else ()
+        if attacker is None or holder is None:
+            stats["invalid_label"] += 1
+            continue
         stats["incident"] += 1
+        if "attacker_passes" in obj or "holder_passes" in obj:
+            stats["v2_fields"] += 1
         yield Incident(acc, scn, label, int(start), int(end), None if loss is None else int(loss),
-                       tuple(ids))
+                       tuple(ids), attacker if "attacker_passes" in obj else None,
+                       holder if "holder_passes" in obj else None)
 
 
 def alert_account_id(alert: dict[str, Any]) -> str | None:
@@ -150,20 +196,48 @@ def _risk(v: Any, scale: float) -> float | None:
     return min(max(v / scale, 0.0), 1.0)  # out-of-range risks are clipped, not dropped
 
 
+def _str(v: Any) -> str | None:
+    return v if type(v) is str and v else None
+
+
 def iter_decisions(path: str | os.PathLike[str], *, stats: Counter[str] | None = None,
-                   progress: bool = False) -> Iterator[tuple[str, Decision]]:
+                   progress: bool = False, verdicts: list[Verdict] | None = None,
+                   withheld: set[str] | None = None) -> Iterator[tuple[str, Decision]]:
     """Yield ``(account_id, Decision)`` for each command and alert of an outputs file.
 
     Commands need ``account_id``, ``action`` (one of the contract's) and an integer
-    ``issued_at``; a missing ``risk`` reads as 0. Alerts need an account (see
-    :func:`alert_account_id`) and an integer ``time`` (ms); ``risk_score`` (0-100, missing: 0)
-    becomes ``risk_score / 100``. Dead letters and ``raw`` lines are skipped.
+    ``issued_at``; a missing ``risk`` reads as 0; ``command_id``, ``trigger_event_id``,
+    ``methods`` (v2: a list of challenge methods, else None), ``expires_at`` and
+    ``contract_version`` are kept. Alerts need an account (see :func:`alert_account_id`) and an
+    integer ``time`` (ms); ``risk_score`` (0-100, missing: 0) becomes ``risk_score / 100``.
+    Dead letters and ``raw`` lines are skipped.
+
+    The file may be a closed-loop transcript (contract v2, ``replay --respond``): its input
+    lines (topics device, location, transaction, verdicts; counted as ``transcript_input``) are
+    skipped, except that valid verdicts are appended to ``verdicts`` when it is a list; its
+    ``withheld`` lines are counted and their event ids added to ``withheld`` when it is a set.
     """
     stats = Counter() if stats is None else stats
     for msg in iter_messages(path, stats=stats, progress=progress, desc="outputs"):
         topic, value = msg.get("topic"), msg.get("value")
         if topic == c.DEAD_LETTER:
             stats["dead_letter"] += 1
+            continue
+        if topic in c.INPUT_TOPICS:
+            stats["transcript_input"] += 1
+            if topic == c.VERDICTS and verdicts is not None:
+                v = _verdict(value)
+                if v is not None:
+                    verdicts.append(v)
+            continue
+        if topic == WITHHELD:
+            eid = value.get("event_id") if type(value) is dict else None
+            if type(eid) is not str:
+                stats["invalid_output"] += 1
+                continue
+            stats["withheld"] += 1
+            if withheld is not None:
+                withheld.add(eid)
             continue
         if type(value) is not dict:
             stats["raw" if "raw" in msg else "invalid_output"] += 1
@@ -175,7 +249,13 @@ def iter_decisions(path: str | os.PathLike[str], *, stats: Counter[str] | None =
                 stats["invalid_output"] += 1
                 continue
             stats[f"command_{action}"] += 1
-            yield acc, Decision(int(ts), action, risk)
+            methods = _methods(value.get("methods")) if action in (c.STEP_UP, c.FREEZE) else None
+            expires = value.get("expires_at")
+            version = value.get("contract_version")
+            yield acc, Decision(int(ts), action, risk, _str(value.get("command_id")),
+                                _str(value.get("trigger_event_id")), methods,
+                                int(expires) if _is_int(expires) else None,
+                                version if type(version) is int else None)
         elif topic == c.ALERTS:
             acc, ts = alert_account_id(value), value.get("time")
             risk = _risk(value.get("risk_score", 0), 100.0)

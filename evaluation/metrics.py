@@ -33,9 +33,9 @@ from detectors import contract as c
 
 __all__ = [
     "ALERT", "DAY_MS", "DEFINITIONS", "FLAGGING_ACTIONS", "MONEY_KINDS", "REPAY_WINDOW_MS",
-    "STOPPING_ACTIONS", "Decision", "Event", "EventSummary", "Incident", "alert_precision",
+    "STOPPING_ACTIONS", "Decision", "Event", "EventSummary", "Incident", "Verdict", "alert_precision",
     "attack_summary", "benign_situations", "evaluate", "first_stop", "freeze_times",
-    "group_decisions", "incident_outcome", "legit_accounts", "legit_rates", "max_risk",
+    "group_decisions", "incident_outcome", "is_v2", "legit_accounts", "legit_rates", "max_risk",
     "median", "merge_intervals", "repay_cohort", "summarise_events", "threshold_curve",
 ]
 
@@ -65,6 +65,10 @@ class Incident(NamedTuple):
     end_ts: int
     first_loss_ts: int | None
     event_ids: tuple[str, ...] = ()
+    #: v2: the methods the attacker passes (ato); None when the label has no such field (= none)
+    attacker_passes: tuple[str, ...] | None = None
+    #: v2: the methods the holder can pass in this situation (legit); None = all (not narrowed)
+    holder_passes: tuple[str, ...] | None = None
 
     @property
     def is_attack(self) -> bool:
@@ -83,6 +87,20 @@ class Decision(NamedTuple):
     ts: int  # command: issued_at; alert: time
     action: str  # "alert", "step_up", "freeze", "unfreeze" or "close"
     risk: float  # [0, 1]; alerts: risk_score / 100
+    command_id: str | None = None
+    trigger_event_id: str | None = None
+    methods: tuple[str, ...] | None = None  # v2 step_up / freeze; None: a v1 command or no list
+    expires_at: int | None = None
+    contract_version: int | None = None
+
+
+class Verdict(NamedTuple):
+    """One valid verdict (events file or transcript), reduced to what the figures use."""
+
+    account_id: str
+    ts: int
+    label: str  # "ato" or "legit"
+    source: str  # "analyst" or "user"
 
 
 class Event(NamedTuple):
@@ -162,7 +180,7 @@ def group_decisions(pairs: Iterable[tuple[str, Decision]]) -> dict[str, list[Dec
     for account, d in pairs:
         out.setdefault(account, []).append(d)
     for ds in out.values():
-        ds.sort()
+        ds.sort(key=lambda d: (d.ts, d.action, d.risk))
     return out
 
 
@@ -268,10 +286,19 @@ def summarise_events(events: Iterable[Event], incidents: Sequence[Incident],
 
 # -- attacks ----------------------------------------------------------------------------------
 
-def incident_outcome(inc: Incident, ds: Sequence[Decision], s: EventSummary, index: int) -> dict[str, Any]:
-    """The figures of one attack incident (``index`` is its position in the labels)."""
+def incident_outcome(inc: Incident, ds: Sequence[Decision], s: EventSummary, index: int,
+                     scoring: Any = None, withheld: frozenset[str] | set[str] = frozenset()) -> dict[str, Any]:
+    """The figures of one attack incident (``index`` is its position in the labels).
+
+    With a :class:`evaluation.challenges.Scoring` (v2), "stopped before loss" follows the v2
+    rule; without, the v1 rule (a freeze or close in ``[start_ts, deadline]``). ``withheld``:
+    event ids the account service refused in a closed-loop replay.
+    """
     detected = bool(_in_window(ds, inc.start_ts, inc.end_ts, FLAGGING_ACTIONS))
-    stopped = bool(_in_window(ds, inc.start_ts, inc.deadline, STOPPING_ACTIONS))
+    if scoring is not None:
+        stopped = scoring.stopped_before_loss(inc, ds)
+    else:
+        stopped = bool(_in_window(ds, inc.start_ts, inc.deadline, STOPPING_ACTIONS))
     stepped = bool(_in_window(ds, inc.start_ts, inc.deadline, frozenset({c.STEP_UP})))
     freeze = first_stop(inc, ds)
     money = s.incident_money[index] if index < len(s.incident_money) else {}
@@ -292,6 +319,7 @@ def incident_outcome(inc: Incident, ds: Sequence[Decision], s: EventSummary, ind
         "money_amount": sum(amt for _, amt in money.values()),
         "money_amount_before_freeze": sum(before),
         "max_risk_before_loss": max_risk(ds, inc.start_ts, inc.deadline),
+        "events_withheld": sum(1 for e in inc.event_ids if e in withheld),
     }
 
 
@@ -324,6 +352,7 @@ def _attack_row(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         "money_amount": amount,
         "money_amount_before_freeze_share": _share(
             sum(r["money_amount_before_freeze"] for r in rows), amount),
+        "events_withheld": sum(r.get("events_withheld", 0) for r in rows),
     }
 
 
@@ -475,16 +504,46 @@ def threshold_curve(attack_risks: Sequence[float | None], legit_risks: Sequence[
 
 # -- everything -------------------------------------------------------------------------------
 
+def is_v2(incidents: Iterable[Incident], decisions: Mapping[str, Sequence[Decision]],
+          enrolled: Mapping[str, frozenset[str]]) -> bool:
+    """Whether to score under v2: the labels carry v2 fields or enrolment lines, or a command
+    carries ``contract_version`` 2 or ``methods``."""
+    if enrolled or any(i.attacker_passes is not None or i.holder_passes is not None for i in incidents):
+        return True
+    return any(d.contract_version == 2 or d.methods is not None for ds in decisions.values() for d in ds)
+
+
 def evaluate(incidents: Sequence[Incident], decisions: Mapping[str, Sequence[Decision]],
-             s: EventSummary) -> dict[str, Any]:
-    """All figures, as one JSON-ready dictionary (the content of ``metrics.json``)."""
-    outcomes = [incident_outcome(inc, decisions.get(inc.account_id, ()), s, i)
+             s: EventSummary, enrolled: Mapping[str, frozenset[str]] | None = None,
+             verdicts: Sequence[Verdict] = (), withheld: set[str] | None = None) -> dict[str, Any]:
+    """All figures, as one JSON-ready dictionary (the content of ``metrics.json``).
+
+    ``enrolled`` (account -> enrolled methods, from the labels' enrolment lines), ``verdicts``
+    (from the events file and the transcript) and ``withheld`` (event ids a closed-loop replay
+    withheld) feed the v2 figures; see :mod:`evaluation.challenges`.
+    """
+    from . import challenges as ch
+
+    enrolled = enrolled or {}
+    v2 = is_v2(incidents, decisions, enrolled)
+    sc = ch.Scoring(incidents, decisions, enrolled)
+    withheld = withheld or set()
+    outcomes = [incident_outcome(inc, decisions.get(inc.account_id, ()), s, i, sc if v2 else None, withheld)
                 for i, inc in enumerate(incidents) if inc.is_attack]
     attacks = attack_summary(outcomes)
     legit = legit_accounts(incidents, s)
     rates = legit_rates(legit, decisions, s.days)
     benign = benign_situations(incidents, decisions)
     cohort = repay_cohort(legit, decisions, s)
+    cohort.update(ch.repay_challenges(legit, decisions, s.repayments, cohort["exposure_days_after_repayment"],
+                                      cohort["exposure_days_otherwise"]))
+    friction = {
+        "ordinary_days": ch.ordinary_challenges(legit, decisions, sc, s.days),
+        "situations": ch.situation_challenges(incidents, decisions, sc),
+        "lockouts": ch.lockouts(decisions, sc, len(s.first_seen)),
+        "frozen": ch.frozen_hours(legit, decisions, sc, s.t1, s.days),
+        "closes": ch.closes_without_verdict(decisions, verdicts, legit),
+    }
     precision = alert_precision(incidents, decisions)
     # the same incidents as the stopped-before-loss share: those with a loss to stop
     curve = threshold_curve([o["max_risk_before_loss"] for o in outcomes if o["first_loss_ts"] is not None],
@@ -509,6 +568,18 @@ def evaluate(incidents: Sequence[Incident], decisions: Mapping[str, Sequence[Dec
         "worst_benign_situation": worst_benign[0],
         "worst_benign_situation_frozen": worst_benign[1],
         "alert_precision": precision[ALERT]["precision"],
+        "scoring": "v2" if v2 else "v1",
+        "stopped_before_loss_by_scenario": {name: row["stopped_before_loss_share"]
+                                            for name, row in attacks["scenarios"].items()},
+        "challenged_on_ordinary_days_share": friction["ordinary_days"]["share"],
+        "challenged_on_ordinary_days_per_30d": friction["ordinary_days"]["per_30d"],
+        "challenges_per_lookalike_situation": friction["situations"]["challenges_per_situation"],
+        "locked_out_accounts": friction["lockouts"]["accounts"],
+        "locked_out_share": friction["lockouts"]["share"],
+        "legit_frozen_hours": friction["frozen"]["hours"],
+        "closed_without_analyst_verdict": friction["closes"]["without_analyst_verdict"],
+        "repay_freeze_rate_ratio": cohort["rate_ratio"],
+        "repay_challenge_rate_ratio": cohort["challenge_rate_ratio"],
     }
     return {
         "events": {"count": s.n_events, "accounts": len(s.first_seen), "t0": s.t0, "t1": s.t1,
@@ -522,6 +593,7 @@ def evaluate(incidents: Sequence[Incident], decisions: Mapping[str, Sequence[Dec
         "legit_accounts": rates,
         "benign_situations": benign,
         "repay_cohort": cohort,
+        "friction": friction,
         "precision": precision,
         "threshold_curve": curve,
         "incidents": outcomes,
@@ -539,8 +611,38 @@ DEFINITIONS: dict[str, str] = {
     "detected": "an attack incident with a flagging decision on its account with "
                 "start_ts <= t <= end_ts.",
     "deadline": "first_loss_ts, or end_ts for an incident without loss.",
-    "stopped before loss": "a freeze or close on the account with start_ts <= issued_at <= first_loss_ts; "
-                           "shares are over the incidents with a loss (column 'with loss').",
+    "stopped before loss": "v1 scoring (labels and commands without v2 fields): a freeze or close on "
+                           "the account with start_ts <= issued_at <= first_loss_ts. v2 scoring: a "
+                           "command with start_ts - 1 h <= issued_at <= first_loss_ts that is a close; "
+                           "a freeze whose offered way back is not in attacker_passes, or with empty "
+                           "or no methods; or a step_up whose person is the attacker and whose "
+                           "offered method is not in attacker_passes. Shares are over the incidents "
+                           "with a loss (column 'with loss').",
+    "person (v2)": "the attacker of an ato incident when the command's trigger_event_id is in its "
+                   "event_ids, the holder otherwise; a trigger ch-<command_id> (an injected "
+                   "answer) has the person of that command.",
+    "offered method (v2)": "the first listed method the account enrolled (no enrolment line: all "
+                           "methods); 'none' when it enrolled none of them, which nobody passes.",
+    "holder passes (v2)": "the enrolled methods, narrowed by holder_passes of every legit situation "
+                          "with start_ts <= t <= end_ts + 24 h; also while an attack is going on.",
+    "challenged on ordinary days": "legitimate accounts with a step_up outside every labelled "
+                                   "situation window [start_ts, end_ts + 24 h], as a share of "
+                                   "legitimate accounts and per 30 days.",
+    "challenges per look-alike situation": "step_ups addressed to the holder within a legit "
+                                           "situation's [start_ts, end_ts + 24 h], per situation.",
+    "lock-outs": "v2 step_ups addressed to a holder whose offered method the holder does not pass "
+                 "(or 'none'), on any account; counted as challenges and as accounts (share of all "
+                 "accounts seen in the events). Freezes addressed to a holder without a way back "
+                 "they pass are counted apart.",
+    "hours frozen": "per legitimate account, the union of its freezes, each lasting until the first "
+                    "of: its way back (the holder passes its offered method: +10 min, the "
+                    "closed-loop answer), the next unfreeze, expires_at, the last event time.",
+    "closed without analyst verdict": "close commands with no analyst verdict labelled ato on the "
+                                      "account at or before issued_at (verdicts from the events "
+                                      "file and the transcript).",
+    "transcript": "the outputs file may be a closed-loop transcript: its input lines are skipped "
+                  "(verdicts are read), its withheld lines are counted per incident (events "
+                  "withheld).",
     "stepped up before loss": "a step_up on the account with start_ts <= issued_at <= deadline.",
     "time / events to freeze": "from start_ts to the first freeze or close issued at or after "
                                "start_ts (no upper bound); events = the account's events with "
@@ -562,7 +664,8 @@ DEFINITIONS: dict[str, str] = {
                         "exposure after repayment = union of [r, r + 24 h) over its "
                         "loan_repayment times r, within observed time; rate = freeze commands in "
                         "that exposure / its account-days; compared with freeze commands at other "
-                        "times / the remaining account-days. rate ratio = after / otherwise.",
+                        "times / the remaining account-days. rate ratio = after / otherwise. The "
+                        "same for challenges (step_up commands).",
     "precision": "share of alerts (or of commands of one action) whose time falls in an ato "
                  "incident of the same account (start_ts <= t <= end_ts).",
     "threshold curve": "for θ in 0..1: attack caught if a flagging decision on its account in "

@@ -16,7 +16,11 @@ from typing import Any
 
 import orjson
 
-__all__ = ["PLOTS", "format_headline", "format_tables", "write_report"]
+__all__ = ["CURVE_PLOT", "PLOTS", "curve_point", "format_curve", "format_headline", "format_tables",
+           "friction_curve", "write_report"]
+
+#: File name of the plot written by ``atoguard eval --curve``.
+CURVE_PLOT = "stopped_vs_friction.png"
 
 #: File names of the plots written by :func:`write_report`.
 PLOTS = {
@@ -112,6 +116,38 @@ def _cohort_table(m: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
              num(r["exposure_days_after_repayment"], 2), rate(r["rate_after_repayment"])],
             ["all other observed time", str(r["freezes_otherwise"]),
              num(r["exposure_days_otherwise"], 2), rate(r["rate_otherwise"])]]
+    if "challenges_after_repayment" in r:
+        header = header + ["challenges", "challenges per account-day"]
+        rows[0] += [str(r["challenges_after_repayment"]), rate(r["challenge_rate_after_repayment"])]
+        rows[1] += [str(r["challenges_otherwise"]), rate(r["challenge_rate_otherwise"])]
+    return header, rows
+
+
+def _friction_table(m: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
+    f = m.get("friction")
+    if not f:
+        return ["friction", "value"], []
+    o, lk, fr, cl = f["ordinary_days"], f["lockouts"], f["frozen"], f["closes"]
+    header = ["friction", "value"]
+    rows = [
+        ["legitimate accounts challenged on ordinary days", f"{o['accounts']} ({pct(o['share'], 2)})"],
+        ["  per 30 days", pct(o["per_30d"], 2)],
+        ["  challenges per legitimate account per 30 days", rate(o["challenges_per_account_per_30d"])],
+        ["challenges per look-alike situation", rate(f["situations"]["challenges_per_situation"])],
+        ["lock-outs: holders challenged with a method they cannot pass",
+         f"{lk['challenges']} challenges, {lk['accounts']} accounts ({pct(lk['share'], 2)} of all)"],
+        ["freezes to a holder without a way back they pass",
+         f"{lk['freezes_without_way_back']} ({lk['freezes_without_way_back_accounts']} accounts)"],
+        ["hours frozen, legitimate accounts",
+         f"{num(fr['hours'], 1)} h over {fr['accounts']} accounts ({fr['freezes']} freezes, "
+         f"{fr['lifted_by_way_back']} lifted by their way back)"],
+        ["  per frozen account", num(fr["hours_per_frozen_account"], 1)],
+        ["closes without analyst verdict", f"{cl['without_analyst_verdict']} of {cl['closes']} "
+                                           f"({cl['without_analyst_verdict_on_legit_accounts']} on legitimate accounts)"],
+    ]
+    for name, r in f["situations"]["scenarios"].items():
+        rows.append([f"challenges per {name} situation", f"{rate(r['challenges_per_situation'])} "
+                                                         f"({r['challenges']} / {r['situations']})"])
     return header, rows
 
 
@@ -131,6 +167,7 @@ _SECTIONS = (
     ("Legitimate accounts", _legit_table),
     ("Benign situations (label legit), window [start, end + 24 h]", _benign_table),
     ("Repayment cohort", _cohort_table),
+    ("Friction", _friction_table),
     ("Precision", _precision_table),
 )
 
@@ -149,7 +186,8 @@ def format_tables(m: Mapping[str, Any]) -> str:
         if fn is _cohort_table:
             r = m["repay_cohort"]
             parts.append(f"cohort accounts: {r['cohort_accounts']}; rate ratio after repayment / "
-                         f"otherwise: {rate(r['rate_ratio'])}")
+                         f"otherwise: freezes {rate(r['rate_ratio'])}, "
+                         f"challenges {rate(r.get('challenge_rate_ratio'))}")
     return "\n".join(parts)
 
 
@@ -157,14 +195,28 @@ def _headline_items(m: Mapping[str, Any]) -> list[tuple[str, str]]:
     h = m["headline"]
     worst = "-" if h["worst_scenario"] is None else f"{pct(h['worst_scenario_stopped_before_loss'])} ({h['worst_scenario']})"
     benign = "-" if h["worst_benign_situation"] is None else f"{pct(h['worst_benign_situation_frozen'])} ({h['worst_benign_situation']})"
-    return [
-        ("attacks stopped before loss", pct(h["stopped_before_loss"])),
+    items = [
+        (f"attacks stopped before loss ({h.get('scoring', 'v1')} scoring)", pct(h["stopped_before_loss"])),
         ("worst scenario, stopped before loss", worst),
+    ]
+    items += [(f"  {name}", pct(v)) for name, v in h.get("stopped_before_loss_by_scenario", {}).items()]
+    items += [
         ("legitimate accounts frozen per 30 days", pct(h["legit_frozen_per_30d"], 2)),
         ("legitimate accounts closed per 30 days", pct(h["legit_closed_per_30d"], 2)),
         ("worst benign situation, frozen", benign),
-        ("alert precision", pct(h["alert_precision"])),
     ]
+    if "challenged_on_ordinary_days_per_30d" in h:
+        items += [
+            ("challenged on ordinary days per 30 days", pct(h["challenged_on_ordinary_days_per_30d"], 2)),
+            ("challenges per look-alike situation", rate(h["challenges_per_lookalike_situation"])),
+            ("lock-outs (accounts, share of all)", f"{h['locked_out_accounts']} ({pct(h['locked_out_share'], 2)})"),
+            ("hours frozen, legitimate accounts", num(h["legit_frozen_hours"], 1)),
+            ("closed without analyst verdict", str(h["closed_without_analyst_verdict"])),
+            ("repaid-in-24h rate ratio, freezes / challenges",
+             f"{rate(h['repay_freeze_rate_ratio'])} / {rate(h['repay_challenge_rate_ratio'])}"),
+        ]
+    items.append(("alert precision", pct(h["alert_precision"])))
+    return items
 
 
 def format_headline(m: Mapping[str, Any]) -> str:
@@ -240,6 +292,61 @@ def _plots(m: Mapping[str, Any], out: Path) -> None:
     fig.tight_layout()
     fig.savefig(out / PLOTS["stopped"], dpi=110)
     plt.close(fig)
+
+
+# -- attacks stopped against friction, over several runs ----------------------------------------
+
+def curve_point(label: str, m: Mapping[str, Any]) -> dict[str, Any]:
+    """One point of :func:`friction_curve` from a ``metrics.json`` dictionary."""
+    h = m["headline"]
+    return {"label": label,
+            "challenged_on_ordinary_days_share": h.get("challenged_on_ordinary_days_share"),
+            "challenged_on_ordinary_days_per_30d": h.get("challenged_on_ordinary_days_per_30d"),
+            "stopped_before_loss": h.get("stopped_before_loss"),
+            "legit_frozen_per_30d": h.get("legit_frozen_per_30d"),
+            "locked_out_share": h.get("locked_out_share"),
+            "challenges_per_lookalike_situation": h.get("challenges_per_lookalike_situation")}
+
+
+def friction_curve(points: Sequence[tuple[str, Mapping[str, Any]]], path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """Plot attacks stopped before loss (y) against the share of legitimate accounts challenged
+    on ordinary days (x), one point per ``(label, metrics)``, joined in the given order; write
+    the PNG to ``path`` and return the points (missing figures are None and not drawn)."""
+    import matplotlib
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    pts = [curve_point(label, m) for label, m in points]
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    drawn = [p for p in pts if p["challenged_on_ordinary_days_share"] is not None and p["stopped_before_loss"] is not None]
+    if drawn:
+        xs = [p["challenged_on_ordinary_days_share"] for p in drawn]
+        ys = [p["stopped_before_loss"] for p in drawn]
+        ax.plot(xs, ys, "-o", markersize=4)
+        for p, x, y in zip(drawn, xs, ys):
+            ax.annotate(p["label"], (x, y), fontsize=7, textcoords="offset points", xytext=(4, -10))
+    else:
+        ax.text(0.5, 0.5, "no point has both figures", ha="center", va="center", transform=ax.transAxes)
+    ax.set_xlabel("legitimate accounts challenged on ordinary days (share)")
+    ax.set_ylabel("attacks stopped before loss (share)")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xlim(left=-0.002)
+    ax.set_title("Attacks stopped against friction")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(Path(path), dpi=110)
+    plt.close(fig)
+    return pts
+
+
+def format_curve(points: Sequence[Mapping[str, Any]]) -> str:
+    """The points of a friction curve as a text table."""
+    header = ["run", "challenged on ordinary days", "per 30 days", "stopped before loss",
+              "frozen per 30 days", "locked out", "challenges per situation"]
+    rows = [[p["label"], pct(p["challenged_on_ordinary_days_share"], 2), pct(p["challenged_on_ordinary_days_per_30d"], 2),
+             pct(p["stopped_before_loss"]), pct(p["legit_frozen_per_30d"], 2), pct(p["locked_out_share"], 2),
+             rate(p["challenges_per_lookalike_situation"])] for p in points]
+    return _text_table(header, rows)
 
 
 # -- the folder -------------------------------------------------------------------------------

@@ -27,9 +27,10 @@ from collections import defaultdict
 import orjson
 
 from detectors.config import Config
-from detectors.engine import DictStore, Engine
+from detectors.engine import Engine
 from detectors.events import BadInput, parse_value
-from detectors.features import build_context, observe
+from detectors.context import build_context
+from detectors.update import observe
 from detectors.policy import decide
 from detectors.profile import Profile
 from streams.config import load_config
@@ -53,11 +54,14 @@ def read_records(path: str, limit: int | None):
 
 
 def whole(records, cfg: Config) -> tuple[float, int]:
-    engine, store = Engine(cfg), DictStore()
+    engine, states = Engine(cfg), {}
     t = time.perf_counter()
     n_out = 0
     for r in records:
-        for o in engine.handle(r, store):
+        result = engine.process(r, states.get(r.account_id))
+        if result.state is not None:
+            states[r.account_id] = result.state
+        for o in result.outputs:
             output_line(o)
             n_out += 1
     return time.perf_counter() - t, n_out

@@ -40,7 +40,8 @@ import orjson
 
 from detectors import contract as c
 from detectors.config import Config
-from detectors.engine import BytesStore, Engine
+from detectors.engine import Engine
+from detectors.profile import decode as decode_profile, encode as encode_profile
 from detectors.events import DeadLetter, decode_or_dead_letter
 from detectors.facts import ExternalFacts
 from streams.settings import Settings
@@ -91,7 +92,7 @@ async def _aiokafka_loop(settings: Settings, total: int, with_engine: bool, shar
     await consumer.start()
     await producer.start()
     engine = Engine(Config(shards=shards), ExternalFacts()) if with_engine else None
-    store = BytesStore({})
+    store: dict[str, bytes] = {}  # profiles as stored bytes, as a state store holds them
     sink = topic_name(c.DEAD_LETTER, prefix)
     outs = {t: topic_name(t, prefix) for t in c.OUTPUT_TOPICS}
     seen = 0
@@ -112,7 +113,11 @@ async def _aiokafka_loop(settings: Settings, total: int, with_engine: bool, shar
                         else:  # the bare loop produces one small record per message
                             await producer.send(sink, key=m.key, value=orjson.dumps({"ok": rec.event_id}))
                     elif type(rec) is not DeadLetter:
-                        for o in engine.handle(rec, store):
+                        stored = store.get(rec.account_id)
+                        result = engine.process(rec, None if stored is None else decode_profile(stored))
+                        if result.state is not None:
+                            store[rec.account_id] = encode_profile(result.state)
+                        for o in result.outputs:
                             await producer.send(outs[o.topic], key=o.key.encode(), value=orjson.dumps(o.value),
                                                 headers=list(o.headers) or None)
                     seen += 1

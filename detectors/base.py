@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 if TYPE_CHECKING:  # pragma: no cover
     from detectors.config import Config
-    from detectors.features import Context
+    from detectors.context import Context
 
 __all__ = ["Detector", "Finding", "Rule"]
 

@@ -1,71 +1,69 @@
-"""The detection engine: one event in, zero or more outputs out.
+"""The detection engine: one seam, ``process(input, state) -> Result``.
 
-The stream worker and ``atoguard replay`` call this same class. Per-account state lives in a
-:class:`ProfileStore` that the caller provides (a dict in replay, a Faust table in the worker);
-online models live in the engine, one set per shard, sharded with Kafka's default partitioner so
+The engine takes one input - a decoded record, or a message's bytes with its topic, partition and
+offset - and the account's stored state (a :class:`~detectors.profile.Profile`, or None for an
+account not seen before), and returns a :class:`Result`: the outputs (commands, alerts, dead
+letters), the account's new state (or None when unchanged), whether the input was a duplicate, and
+the cross-account fact updates it carries. It never calls back into its caller. Replay, each stream
+runtime and the benchmarks are small loops around it: fetch the state by the message key, call
+:meth:`Engine.process_message`, write the outputs and the state.
+
+Online models are the engine's own, one set per shard, sharded with Kafka's default partitioner so
 every model sees the same events in the same order whether fed from a file or from partitions.
 
 >>> from detectors.events import DeviceEvent
 >>> engine = Engine()
->>> store = DictStore()
->>> engine.handle(DeviceEvent("e1", "a1", 1764000000000, "login_success", device_id="d1"), store)
-[]
->>> store.get("a1").n_events
-1
+>>> r = engine.process(DeviceEvent("e1", "a1", 1764000000000, "login_success", device_id="d1"), None)
+>>> r.outputs, r.state.n_events, r.duplicate
+((), 1, False)
+>>> engine.process(DeviceEvent("e1", "a1", 1764000000000, "login_success", device_id="d1"), r.state).duplicate
+True
 """
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import Any, Iterable, Iterator
 
 from detectors import contract as c
+from detectors import update
 from detectors.base import Detector, Finding
 from detectors.config import Config
+from detectors.context import Context, build_context
 from detectors.events import DeadLetter, Event, Verdict, decode_or_dead_letter
-from detectors.facts import FactSource, LocalFacts
-from detectors.features import Context, build_context, observe
+from detectors.facts import FactSource, LocalFacts, SourceUpdate, source_updates
 from detectors.outputs import Output, alert_value, cloudevents_headers, command_value, deterministic_id, pseudonym
 from detectors.policy import Decision, decide, decide_verdict, with_recent
 from detectors.profile import DAY_MS, Profile
 from detectors.registry import build_detectors
 from detectors.sharding import shard_of
 
-__all__ = ["DictStore", "Engine", "ProfileStore", "BytesStore"]
+__all__ = ["Engine", "Result", "default_facts"]
 
 
-class ProfileStore(Protocol):
-    def get(self, account_id: str) -> Profile | None: ...
-    def put(self, account_id: str, profile: Profile) -> None: ...
+@dataclass(frozen=True, slots=True)
+class Result:
+    """What one input did.
 
+    ``outputs``: the messages to write, in order (commands, alerts, or one dead letter).
+    ``state``: the account's new state, or None when it is unchanged (a duplicate, a dead letter).
+    ``duplicate``: the input's event id had already been applied to the account.
+    ``record``: the decoded input (None for a dead letter).
+    """
 
-class DictStore:
-    """Profiles as live objects in a dict (replay, tests)."""
+    outputs: tuple[Output, ...] = ()
+    state: Profile | None = None
+    duplicate: bool = False
+    record: Event | Verdict | None = None
 
-    def __init__(self) -> None:
-        self.profiles: dict[str, Profile] = {}
+    @property
+    def dead_letter(self) -> bool:
+        return self.record is None
 
-    def get(self, account_id: str) -> Profile | None:
-        return self.profiles.get(account_id)
-
-    def put(self, account_id: str, profile: Profile) -> None:
-        self.profiles[account_id] = profile
-
-    def __len__(self) -> int:
-        return len(self.profiles)
-
-
-class BytesStore:
-    """Profiles serialised to bytes in any mutable mapping (a Faust table in the worker)."""
-
-    def __init__(self, mapping: Any) -> None:
-        self.mapping = mapping
-
-    def get(self, account_id: str) -> Profile | None:
-        data = self.mapping.get(account_id)
-        return None if data is None else Profile.from_bytes(data)
-
-    def put(self, account_id: str, profile: Profile) -> None:
-        self.mapping[account_id] = profile.to_bytes()
+    @property
+    def facts(self) -> tuple[SourceUpdate, ...]:
+        """The cross-account fact updates of the input (login edges, what an IP is)."""
+        return source_updates(self.record) if self.record is not None else ()
 
 
 def default_facts(cfg: Config) -> FactSource:
@@ -127,37 +125,45 @@ class Engine:
                 if d.name in states:
                     d.load_state(states[d.name])
 
-    # -- entry points ---------------------------------------------------------------------------
-    def handle_bytes(self, topic: str, value: bytes | None, key: bytes | None, store: ProfileStore, *,
-                     partition: int | None = None, offset: int | None = None,
-                     logical_topic: str | None = None) -> list[Output]:
-        """Decode one raw message and handle it; bad input becomes a dead-letter output."""
+    # -- the seam -------------------------------------------------------------------------------
+    def process_message(self, topic: str, value: bytes | None, key: bytes | None, state: Profile | None, *,
+                        partition: int | None = None, offset: int | None = None,
+                        logical_topic: str | None = None) -> Result:
+        """Decode one raw message and process it; bad input becomes one dead-letter output.
+        ``state`` is the stored state of the account the message key names."""
         record = decode_or_dead_letter(topic, value, key, partition=partition, offset=offset,
                                        logical_topic=logical_topic)
         if type(record) is DeadLetter:
             self.counts["dead_letters"] += 1
-            return [Output(c.DEAD_LETTER, key.decode("utf-8", "replace") if key else "", record.to_dict())]
-        return self.handle(record, store)
+            return Result((dead_letter_output(record, key),))
+        return self.process(record, state)
 
-    def handle(self, record: Event | Verdict, store: ProfileStore) -> list[Output]:
-        """Apply one decoded record to its account; returns the outputs it causes."""
-        account = record.account_id
-        profile = store.get(account)
-        if profile is None:
-            profile = Profile()
-        elif profile.has_seen(record.event_id):
+    def process(self, record: Event | Verdict, state: Profile | None) -> Result:
+        """Apply one decoded record to its account's ``state`` (None: an account not seen
+        before). The state object passed in is updated and returned as the new state."""
+        if state is None:
+            state = Profile()
+        elif record.event_id in state.seen:
             self.counts["duplicates"] += 1
-            return []
+            return Result((), None, True, record)
         if type(record) is Verdict:
-            outputs = self._verdict(record, profile)
+            outputs = self._verdict(record, state)
         else:
-            outputs = self._event(record, profile)
-        profile.mark_seen(record.event_id)
-        store.put(account, profile)
-        return outputs
+            outputs = self._event(record, state)
+        update.mark_seen(state, record.event_id)
+        return Result(outputs, state, False, record)
+
+    def run(self, records: Iterable[Event | Verdict], states: dict[str, Profile]) -> Iterator[Output]:
+        """The simplest driver: ``records`` in order, the accounts' states in the dict
+        ``states``; yields the outputs (replay, tests and benchmarks use it)."""
+        for record in records:
+            result = self.process(record, states.get(record.account_id))
+            if result.state is not None:
+                states[record.account_id] = result.state
+            yield from result.outputs
 
     # -- events ---------------------------------------------------------------------------------
-    def _event(self, event: Event, profile: Profile) -> list[Output]:
+    def _event(self, event: Event, profile: Profile) -> tuple[Output, ...]:
         self.counts["events"] += 1
         cfg = self.cfg
         facts = self.facts.lookup(event)
@@ -168,38 +174,37 @@ class Engine:
             f = d.score(x)
             if f is not None and f.score > 0.0:
                 findings.append(f)
+        evidence = None
         if not x.card_present:  # the card at a till is not part of an app sign-in
-            findings = with_recent(profile, findings, event.ts)
+            findings, evidence = with_recent(profile.evidence, findings, event.ts)
         decision = decide(profile, event.account_id, event.ts, event.ip, event.device_id, findings, cfg)
-        outputs = self._emit(event.account_id, event.event_id, event.ts, decision, findings, x, profile) \
-            if decision.alert or decision.action else []
+        outputs, alert_id = self._emit(event.account_id, event.event_id, event.ts, decision, findings, x) \
+            if decision.alert or decision.action else ((), None)
+        update.apply_decision(profile, decision, event.ts, alert_id=alert_id, evidence=evidence,
+                              alerted=update.alerted_situation(alert_id, x) if alert_id else None)
         for d in dets:
             d.learn(x, decision.risk)
-        evidence = frozenset(f.family for f in findings if f.score >= 0.5) if decision.risk >= cfg.policy.step_up_at \
-            else frozenset()
-        observe(profile, x, cfg, decision.risk, evidence)
+        strong = frozenset(f.family for f in findings if f.score >= 0.5) \
+            if decision.risk >= cfg.policy.step_up_at else frozenset()
+        update.observe(profile, x, cfg, decision.risk, strong)
         return outputs
 
     def _emit(self, account: str, trigger: str, ts: int, decision: Decision, findings: list[Finding],
-              x: Context | None, profile: Profile) -> list[Output]:
+              x: Context | None) -> tuple[tuple[Output, ...], str | None]:
+        """The alert and the command of a decision; returns them and the alert's id."""
         cfg = self.cfg
         pol = cfg.policy
         outputs: list[Output] = []
         alert_id = None
         if decision.alert:
             alert_id = deterministic_id("alert", pol.version, account, trigger)
-            evidence = self._evidence(x, trigger)
             alert = alert_value(alert_id=alert_id, account_id=account, ts=ts, risk=decision.risk,
                                 reasons=decision.reasons, action=decision.action,
                                 scores={f.detector: round(f.score, 4) for f in findings},
-                                evidence=evidence, policy_version=pol.version, dry_run=pol.dry_run)
+                                evidence=self._evidence(x, trigger), policy_version=pol.version,
+                                dry_run=pol.dry_run)
             outputs.append(Output(c.ALERTS, account, alert, cloudevents_headers(alert)))
             self.counts["alerts"] += 1
-            if x is not None:
-                profile.alert_x = [alert_id, dict(x.features()), x.event.device_id, x.country,
-                                   getattr(x.event, "counterparty_id", None)]
-            if profile.restriction[0] != "none" and decision.action:
-                profile.restriction[3] = alert_id
         if decision.action:
             cmd = command_value(account_id=account, action=decision.action, reasons=decision.reasons,
                                 risk=decision.risk, issued_at=ts, expires_at=decision.expires_at,
@@ -207,7 +212,7 @@ class Engine:
                                 dry_run=pol.dry_run, key=cfg.keys.command_hmac)
             outputs.append(Output(c.COMMANDS, account, cmd))
             self.counts["commands"] += 1
-        return outputs
+        return tuple(outputs), alert_id
 
     def _evidence(self, x: Context | None, trigger: str) -> list[dict[str, Any]]:
         if x is None:
@@ -221,33 +226,32 @@ class Engine:
             data["device_pseudonym"] = pseudonym(ev.device_id, key)
         if x.country:
             data["country"] = x.country
-        related = [v[1] for v in x.profile.creds.values() if x.cred_age_h is not None and 0 <= x.ts - v[0] <= DAY_MS * 3]
+        related = [v.event_id for v in x.profile.creds.values()
+                   if x.cred_age_h is not None and 0 <= x.ts - v.ts <= DAY_MS * 3]
         evidence = [{"name": "trigger", "data": data}]
         if related:
             evidence.append({"name": "credential_changes", "data": {"event_ids": sorted(related)}})
         return evidence
 
     # -- verdicts -------------------------------------------------------------------------------
-    def _verdict(self, verdict: Verdict, profile: Profile) -> list[Output]:
+    def _verdict(self, verdict: Verdict, profile: Profile) -> tuple[Output, ...]:
         self.counts["verdicts"] += 1
         is_ato = verdict.label == "ato"
+        alerted = profile.alerted
         features: dict[str, float] = {}
-        if profile.alert_x and (verdict.alert_id is None or verdict.alert_id == profile.alert_x[0]):
-            _alert_id, features, device, country, payee = profile.alert_x
-            if not is_ato:
-                until = verdict.ts + int(self.cfg.policy.known_good_days * DAY_MS)
-                for kind, value in (("device", device), ("country", country), ("payee", payee)):
-                    if value:
-                        profile.good[f"{kind}:{value}"] = until
-                if device and device in profile.devices:
-                    profile.devices[device][3] = 1
-                for change in profile.creds.values():
-                    change[2] = 0  # the holder made these changes
+        if alerted is not None and verdict.alert_id in (None, alerted.alert_id):
+            features = update.apply_verdict(profile, is_ato, verdict.ts, self.cfg)
         if features:
             for d in self.detectors(verdict.account_id):
                 d.learn_verdict(features, is_ato)
         decision = decide_verdict(profile, verdict.label, verdict.source, verdict.ts, self.cfg)
-        if decision.action is None and not decision.alert:
-            return []
-        return self._emit(verdict.account_id, verdict.verdict_id, verdict.ts, decision, [], None, profile)
+        outputs, alert_id = ((), None)
+        if decision.action is not None or decision.alert:
+            outputs, alert_id = self._emit(verdict.account_id, verdict.verdict_id, verdict.ts, decision, [], None)
+        update.apply_decision(profile, decision, verdict.ts, alert_id=alert_id)
+        return outputs
 
+
+def dead_letter_output(record: DeadLetter, key: bytes | None) -> Output:
+    """The dead-letter message of a rejected input, keyed like the input."""
+    return Output(c.DEAD_LETTER, key.decode("utf-8", "replace") if key else "", record.to_dict())

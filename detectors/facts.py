@@ -20,7 +20,8 @@ from typing import Protocol
 
 from detectors.events import DeviceEvent, Event, LocationEvent
 
-__all__ = ["EventFacts", "ExternalFacts", "FactSource", "LocalFacts", "SourceFacts", "NO_FACTS"]
+__all__ = ["EventFacts", "ExternalFacts", "FactSource", "LocalFacts", "SourceFacts", "SourceUpdate",
+           "NO_FACTS", "source_updates"]
 
 HOUR_MS = 3_600_000
 LOGIN_KINDS = frozenset({"login_success", "login_failure"})
@@ -48,6 +49,45 @@ class EventFacts:
 
 
 NO_FACTS = EventFacts()
+
+
+@dataclass(frozen=True, slots=True)
+class SourceUpdate:
+    """What one input tells about a source (``ip:<address>`` or ``dev:<device id>``) across
+    accounts: a login edge (``kind`` ``"login"``), or what IP geolocation says the address is
+    (``kind`` ``"geo"``). A stream runtime sends these to the worker that owns the source."""
+
+    source: str
+    kind: str
+    account_id: str
+    event_id: str
+    ts: int
+    failed: bool = False
+    ip_type: str | None = None
+    asn: int | None = None
+
+
+def source_updates(record: object) -> tuple[SourceUpdate, ...]:
+    """The cross-account fact updates an accepted record carries.
+
+    >>> [u.source for u in source_updates(DeviceEvent("e1", "a1", 5, "login_failure", device_id="d1",
+    ...                                                 ip="192.0.2.1"))]
+    ['ip:192.0.2.1', 'dev:d1']
+    """
+    t = type(record)
+    if t is DeviceEvent and record.kind in LOGIN_KINDS:
+        failed = record.kind == "login_failure"
+        out = []
+        if record.ip:
+            out.append(SourceUpdate("ip:" + record.ip, "login", record.account_id, record.event_id, record.ts, failed))
+        if record.device_id:
+            out.append(SourceUpdate("dev:" + record.device_id, "login", record.account_id, record.event_id,
+                                    record.ts, failed))
+        return tuple(out)
+    if t is LocationEvent and record.ip and (record.ip_type or record.asn is not None):
+        return (SourceUpdate("ip:" + record.ip, "geo", record.account_id, record.event_id, record.ts,
+                             False, record.ip_type, record.asn),)
+    return ()
 
 
 class FactSource(Protocol):

@@ -14,7 +14,8 @@ too: findings from at least two independent rule families (the behaviour models 
 never corroborate, since they react to the same novelty the rules see); one line of evidence,
 however strong, gets a step-up. The evidence about one sign-in arrives as several events (the
 login, its location fixes, the first payment), so findings of the last ten minutes count with the
-current event's (:func:`with_recent`). Allow-listed accounts, IPs and
+current event's (:func:`with_recent`). The policy only reads the profile: each decision
+carries the state change it calls for, which :mod:`detectors.update` writes. Allow-listed accounts, IPs and
 devices are capped at alerts. Everything depends on event time and the input only.
 """
 
@@ -25,9 +26,10 @@ from dataclasses import dataclass
 from detectors import contract as c
 from detectors.base import Finding
 from detectors.config import Config
-from detectors.profile import HOUR_MS, Profile, Restriction
+from detectors.profile import HOUR_MS, Evidence, Profile, Restriction, State
 
-__all__ = ["Decision", "decide", "fuse", "lapse", "with_recent", "ALERT", "CARRY_MS"]
+__all__ = ["Change", "Decision", "decide", "decide_verdict", "effective", "fuse", "with_recent",
+           "ALERT", "CARRY_MS"]
 
 ALERT = "alert"
 MINUTE_MS = 60_000
@@ -38,15 +40,25 @@ CORROBORATE_AT = 0.25
 
 
 @dataclass(frozen=True, slots=True)
+class Change:
+    """The change of an account's state a decision calls for (None: unchanged)."""
+
+    restriction: Restriction | None = None
+    #: actions (and ``"alert"``) to stamp with the event's time and risk
+    marks: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class Decision:
     """What to do about one event: ``action`` is a command action or None; ``alert`` says whether
-    an alert goes to the security team."""
+    an alert goes to the security team; ``change`` is the state change it makes."""
 
     risk: float
     reasons: tuple[str, ...]
     action: str | None
     alert: bool
     expires_at: int | None = None
+    change: Change | None = None
 
 
 NOTHING = Decision(0.0, (), None, False)
@@ -70,11 +82,13 @@ def fuse(findings: list[Finding]) -> tuple[float, tuple[str, ...]]:
     return 1.0 - keep, tuple(reasons)
 
 
-def lapse(profile: Profile, ts: int) -> None:
-    """Let a freeze whose ``expires_at`` has passed, or a step-up older than its cooldown, lapse."""
-    state, _since, until, _alert = profile.restriction
-    if state in (Restriction.FROZEN, Restriction.STEPPED_UP) and until and ts >= until:
-        profile.restriction = [Restriction.NONE, ts, 0, None]
+def effective(restriction: Restriction, ts: int) -> str:
+    """The account's state at ``ts``: a freeze whose ``expires_at`` has passed, or a step-up older
+    than its cooldown, has lapsed."""
+    state = restriction.state
+    if state in (State.FROZEN, State.STEPPED_UP) and restriction.until and ts >= restriction.until:
+        return State.NONE
+    return state
 
 
 def _allowed(profile: Profile, cfg: Config, account_id: str, ip: str | None, device: str | None, ts: int) -> bool:
@@ -93,40 +107,48 @@ def _allowed(profile: Profile, cfg: Config, account_id: str, ip: str | None, dev
 CARRY_MS = 10 * MINUTE_MS
 
 
-def with_recent(profile: Profile, findings: list[Finding], ts: int) -> list[Finding]:
+def with_recent(evidence: dict[str, Evidence], findings: list[Finding],
+                ts: int) -> tuple[list[Finding], dict[str, Evidence] | None]:
     """``findings`` plus, for each rule family they lack at corroborating strength, the strongest
     finding of that family on the account within the last :data:`CARRY_MS` (detector
-    ``"recent"``). Records the event's own corroborating findings for the events that follow.
+    ``"recent"``); and the account's recent evidence as it stands after this event (None when
+    unchanged): the event's own corroborating findings, kept for the events that follow.
 
     >>> from detectors.base import Finding
-    >>> p = Profile()
-    >>> with_recent(p, [Finding("new_device", 0.3, ("NEW_DEVICE_LOGIN",), "device")], 1_000)
-    [Finding(detector='new_device', score=0.3, reasons=('NEW_DEVICE_LOGIN',), family='device')]
-    >>> [f.family for f in with_recent(p, [Finding("impossible_travel", 0.6, ("IMPOSSIBLE_TRAVEL",),
-    ...                                           "location")], 2_000)]
+    >>> device = [Finding("new_device", 0.3, ("NEW_DEVICE_LOGIN",), "device")]
+    >>> found, recent = with_recent({}, device, 1_000)
+    >>> found == device, sorted(recent)
+    (True, ['device'])
+    >>> travel = [Finding("impossible_travel", 0.6, ("IMPOSSIBLE_TRAVEL",), "location")]
+    >>> found, recent = with_recent(recent, travel, 2_000)
+    >>> [f.family for f in found]
     ['location', 'device']
-    >>> with_recent(p, [], 1_000 + CARRY_MS + 1)  # the device finding has gone stale
+    >>> with_recent(recent, [], 1_000 + CARRY_MS + 1)[0]  # the device finding has gone stale
     [Finding(detector='recent', score=0.6, reasons=('IMPOSSIBLE_TRAVEL',), family='location')]
     """
-    recent = profile.evidence
+    recent = evidence
     have = set()
     for f in findings:
         if f.score >= CORROBORATE_AT and f.family in CLOSE_FAMILIES:
             have.add(f.family)
             old = recent.get(f.family)
-            if old is None or ts - old[0] > CARRY_MS or f.score >= old[1] or ts < old[0]:
-                recent[f.family] = [ts, f.score, list(f.reasons)]
+            if old is None or ts - old.ts > CARRY_MS or f.score >= old.score or ts < old.ts:
+                if recent is evidence:
+                    recent = dict(evidence)
+                recent[f.family] = Evidence(ts, f.score, list(f.reasons))
     out = findings
-    for family, (seen, score, reasons) in list(recent.items()):
-        if not 0 <= ts - seen <= CARRY_MS:
-            if ts - seen > CARRY_MS:
+    for family, e in list(recent.items()):
+        if not 0 <= ts - e.ts <= CARRY_MS:
+            if ts - e.ts > CARRY_MS:
+                if recent is evidence:
+                    recent = dict(evidence)
                 del recent[family]
             continue
         if family not in have:
             if out is findings:
                 out = list(findings)
-            out.append(Finding("recent", score, tuple(reasons), family))
-    return out
+            out.append(Finding("recent", e.score, tuple(e.reasons), family))
+    return out, (None if recent is evidence else recent)
 
 
 def _two_strong(findings: list[Finding], strong_at: float) -> bool:
@@ -141,15 +163,17 @@ def _corroborated(findings: list[Finding]) -> bool:
 
 def decide(profile: Profile, account_id: str, ts: int, ip: str | None, device: str | None,
            findings: list[Finding], cfg: Config) -> Decision:
-    """Decide what one event calls for, and record it in the profile's restriction state."""
+    """Decide what one event calls for, and the change of the account's restriction it makes
+    (the profile is not modified: :func:`detectors.update.apply_decision` writes the change)."""
     if not findings:
         return NOTHING
     pol = cfg.policy
     risk, reasons = fuse(findings)
     if risk < pol.alert_at:
         return Decision(risk, reasons, None, False)
-    lapse(profile, ts)
-    state = profile.restriction[0]
+    restriction = profile.restriction
+    state = effective(restriction, ts)
+    lapsed = Restriction(State.NONE, ts, 0, None) if state != restriction.state else None
     if risk >= pol.freeze_at and _corroborated(findings):
         target = c.FREEZE
         if pol.auto_close and _two_strong(findings, pol.strong_at):
@@ -163,51 +187,47 @@ def decide(profile: Profile, account_id: str, ts: int, ip: str | None, device: s
 
     action: str | None = None
     expires_at: int | None = None
-    if state == Restriction.CLOSED:
+    if state == State.CLOSED:
         action = None
     elif target == c.CLOSE:
         action = c.CLOSE
-    elif target == c.FREEZE and state != Restriction.FROZEN:
+    elif target == c.FREEZE and state != State.FROZEN:
         action = c.FREEZE
         expires_at = ts + int(pol.freeze_ttl_hours * HOUR_MS)
-    elif target == c.STEP_UP and state == Restriction.NONE:
+    elif target == c.STEP_UP and state == State.NONE:
         action = c.STEP_UP
 
     if action is None:
         last = profile.actions.get(ALERT)
-        quiet = last is None or ts - last[0] >= pol.alert_cooldown_minutes * MINUTE_MS
-        if not (quiet or risk >= last[1] + pol.min_escalation):
-            return Decision(risk, reasons, None, False)
-    profile.actions[ALERT] = [ts, risk]
-    if action is not None:
-        profile.actions[action] = [ts, risk]
-        if action == c.CLOSE:
-            profile.restriction = [Restriction.CLOSED, ts, 0, None]
-        elif action == c.FREEZE:
-            profile.restriction = [Restriction.FROZEN, ts, expires_at, None]
-        else:
-            profile.restriction = [Restriction.STEPPED_UP, ts,
-                                   ts + int(pol.step_up_cooldown_minutes * MINUTE_MS), None]
-    return Decision(risk, reasons, action, True, expires_at)
+        quiet = last is None or ts - last.ts >= pol.alert_cooldown_minutes * MINUTE_MS
+        if not (quiet or risk >= last.risk + pol.min_escalation):
+            return Decision(risk, reasons, None, False, None, Change(restriction=lapsed) if lapsed else None)
+        return Decision(risk, reasons, None, True, None, Change(restriction=lapsed, marks=(ALERT,)))
+    if action == c.CLOSE:
+        new = Restriction(State.CLOSED, ts, 0, None)
+    elif action == c.FREEZE:
+        new = Restriction(State.FROZEN, ts, expires_at, None)
+    else:
+        new = Restriction(State.STEPPED_UP, ts, ts + int(pol.step_up_cooldown_minutes * MINUTE_MS), None)
+    return Decision(risk, reasons, action, True, expires_at, Change(restriction=new, marks=(ALERT, action)))
 
 
 def decide_verdict(profile: Profile, label: str, source: str, ts: int, cfg: Config) -> Decision:
     """What a verdict calls for: ``legit`` lifts a freeze or close; an analyst's ``ato`` closes;
     an account holder's ``ato`` freezes until an analyst confirms."""
-    lapse(profile, ts)
-    state = profile.restriction[0]
+    state = effective(profile.restriction, ts)
     if label == "legit":
-        profile.restriction = [Restriction.NONE, ts, 0, None]
-        if state in (Restriction.FROZEN, Restriction.CLOSED):
-            return Decision(0.0, ("CONFIRMED_LEGITIMATE",), c.UNFREEZE, False)
-        return Decision(0.0, ("CONFIRMED_LEGITIMATE",), None, False)
+        change = Change(restriction=Restriction(State.NONE, ts, 0, None))
+        if state in (State.FROZEN, State.CLOSED):
+            return Decision(0.0, ("CONFIRMED_LEGITIMATE",), c.UNFREEZE, False, None, change)
+        return Decision(0.0, ("CONFIRMED_LEGITIMATE",), None, False, None, change)
     if source == "analyst":
-        if state == Restriction.CLOSED:
+        if state == State.CLOSED:
             return Decision(1.0, ("ANALYST_CONFIRMED_ATO",), None, False)
-        profile.restriction = [Restriction.CLOSED, ts, 0, None]
-        return Decision(1.0, ("ANALYST_CONFIRMED_ATO",), c.CLOSE, True)
-    if state in (Restriction.FROZEN, Restriction.CLOSED):
+        return Decision(1.0, ("ANALYST_CONFIRMED_ATO",), c.CLOSE, True, None,
+                        Change(restriction=Restriction(State.CLOSED, ts, 0, None)))
+    if state in (State.FROZEN, State.CLOSED):
         return Decision(1.0, ("USER_REPORTED_ATO",), None, False)
     expires_at = ts + int(7 * 24 * HOUR_MS)
-    profile.restriction = [Restriction.FROZEN, ts, expires_at, None]
-    return Decision(1.0, ("USER_REPORTED_ATO",), c.FREEZE, True, expires_at)
+    return Decision(1.0, ("USER_REPORTED_ATO",), c.FREEZE, True, expires_at,
+                    Change(restriction=Restriction(State.FROZEN, ts, expires_at, None)))

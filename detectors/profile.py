@@ -1,4 +1,4 @@
-"""Per-account behavioural profile: bounded, aged, serialisable to compact bytes (no pickle).
+"""Per-account behavioural profile: named records, bounded, aged, one versioned binary codec.
 
 A :class:`Profile` holds what the detectors need to judge one account's next event: the devices,
 countries, networks and payees it has used and when, its location centre and last fix, its
@@ -6,25 +6,38 @@ active hours, amount statistics, loan cycle, recent credential changes and faile
 restriction it is under, and the ids of the last events applied (so a redelivered event changes
 nothing). Every collection has a cap and entries age out.
 
+The records are :mod:`msgspec` structs with named fields, stored as MessagePack arrays
+(:func:`encode` / :func:`decode`, format :data:`FORMAT`). Profiles written by earlier versions
+(JSON lists, formats 1 and 2) still load. Only :mod:`detectors.update` writes a profile; every
+other module reads it.
+
 >>> p = Profile()
->>> p.devices["d1"] = [1000, 2000, 3, 0]
->>> Profile.from_bytes(p.to_bytes()).devices
-{'d1': [1000, 2000, 3, 0]}
+>>> p.devices["d1"] = Device(1000, 2000, 3)
+>>> decode(encode(p)).devices["d1"]
+Device(first=1000, last=2000, n=3, trust=0, home=0)
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Callable, TypeVar
 
+import msgspec
 import orjson
 
-__all__ = ["Profile", "Restriction", "touch"]
+__all__ = [
+    "Address", "AlertedSituation", "AmountStats", "Centre", "CredentialChange", "Device", "Evidence",
+    "Fix", "Loan", "Mark", "Payee", "Profile", "Restriction", "Seen", "Session", "State",
+    "decode", "encode", "touch", "DAY_MS", "HOUR_MS", "FORMAT",
+]
 
 DAY_MS = 86_400_000
 HOUR_MS = 3_600_000
 
+#: the codec's format: a leading byte, then the MessagePack array of the profile
+FORMAT = 3
 
-class Restriction:
+
+class State:
     """The states of the action ladder an account can be in."""
 
     NONE = "none"
@@ -45,84 +58,168 @@ MAX_SEEN = 48
 MAX_GOOD = 12
 
 
-def touch(table: dict, key: Any, ts: int, cap: int) -> list:
-    """Count ``key`` as seen at ``ts`` in a ``key -> [first, last, n, ...]`` table of at most
-    ``cap`` entries, evicting the least recently seen. Returns the entry."""
-    entry = table.get(key)
-    if entry is None:
-        if len(table) >= cap:
-            del table[min(table, key=lambda k: table[k][1])]
-        entry = table[key] = [ts, ts, 1, 0]
-    else:
-        if ts > entry[1]:
-            entry[1] = ts
-        if ts < entry[0]:
-            entry[0] = ts
-        entry[2] += 1
-    return entry
+class _Record(msgspec.Struct, array_like=True, gc=False):
+    """Base of the profile's records: stored as compact arrays, field order is wire order."""
 
 
-class Profile:
+class Seen(_Record):
+    """Something the account has used: first and last seen (event time, ms) and how often."""
+
+    first: int
+    last: int
+    n: int = 1
+
+
+class Device(Seen):
+    """A device of the account. ``trust``: 1 trusted (bound while settled, or confirmed), 0
+    unknown, -1 suspect. ``home``: 0 never seen at home, 1 by a GPS fix, 2 on the home network."""
+
+    trust: int = 0
+    home: int = 0
+
+
+class Address(Seen):
+    """An IP address the account used, with what was learnt about it."""
+
+    asn: int | None = None
+    country: str | None = None
+    ip_type: str | None = None
+    suspect: bool = False
+
+
+class Payee(Seen):
+    """A payee or merchant; ``paid`` once money went to it (added but never paid otherwise)."""
+
+    paid: bool = False
+
+
+class Session(Seen):
+    """A session: the network it started on (address and operator) and its device."""
+
+    ip: str | None = None
+    asn: int | None = None
+    device: str | None = None
+
+
+class CredentialChange(_Record):
+    """A recent change of a credential or contact point (or a device registration).
+
+    ``bound_device``: for ``device_bound``, the device registered. ``novel_device``: the device
+    whose novelty is the only thing suspect about the change (one line of evidence, not two)."""
+
+    ts: int
+    event_id: str
+    suspicious: bool
+    bound_device: str | None = None
+    novel_device: str | None = None
+
+
+class Restriction(_Record):
+    """Where the account stands on the action ladder, since when, until when, and why."""
+
+    state: str = State.NONE
+    since: int = 0
+    until: int = 0
+    alert_id: str | None = None
+
+
+class Mark(_Record):
+    """When an action (or an alert) was last taken, and at what risk."""
+
+    ts: int
+    risk: float
+
+
+class Evidence(_Record):
+    """A recent corroborating finding of one family, carried to the events of the same sign-in."""
+
+    ts: int
+    score: float
+    reasons: list[str]
+
+
+class AlertedSituation(_Record):
+    """The features and the device, country and payee of the last alert, for verdict learning."""
+
+    alert_id: str
+    features: dict[str, float]
+    device: str | None = None
+    country: str | None = None
+    payee: str | None = None
+
+
+class Centre(_Record):
+    """The account's home centre, learnt from GPS fixes of settled devices."""
+
+    lat: float
+    lon: float
+    weight: int
+
+
+class Fix(_Record):
+    """The last location fix that locates the person: time, place, error (km), country."""
+
+    ts: int
+    lat: float
+    lon: float
+    err_km: float
+    country: str | None = None
+
+
+class AmountStats(_Record):
+    """Running mean and variance of log1p(amount) of money going out (river ``stats.Var``)."""
+
+    n: float = 0.0
+    mean: float = 0.0
+    var: float = 0.0
+
+
+class Loan(_Record):
+    """The credit line's cycle: the last draw and repayment (ts), and how many of each."""
+
+    last_draw: int = 0
+    last_repay: int = 0
+    draws: int = 0
+    repays: int = 0
+
+
+def _dict() -> dict:
+    return {}
+
+
+class Profile(msgspec.Struct, array_like=True, gc=False):
     """Everything atoguard remembers about one account. Field order is the wire order."""
 
-    __slots__ = (
-        "first_ts", "last_ts", "n_events", "devices", "countries", "ips", "asns", "centre",
-        "last_fix", "hours", "amount", "payees", "loan", "creds", "fails", "sessions",
-        "restriction", "actions", "seen", "good", "alert_x", "balance", "credit_limit", "pruned_ts",
-        "evidence",
-    )
-    VERSION = 2
-
-    def __init__(self) -> None:
-        self.first_ts = 0
-        self.last_ts = 0
-        self.n_events = 0
-        self.devices: dict[str, list] = {}     # id -> [first, last, n, trust: 1/0/-1 suspect, (home: 0, 1 by GPS, 2 on the home network)]
-        self.countries: dict[str, list] = {}   # cc -> [first, last, n, 0]
-        self.ips: dict[str, list] = {}         # ip -> [first, last, n, asn, cc, ip_type, suspect]
-        self.asns: dict[str, list] = {}        # str(asn) -> [first, last, n, 0]
-        self.centre: list = []                 # [lat, lon, weight]
-        self.last_fix: list = []               # [ts, lat, lon, err_km, cc]
-        self.hours: list = [0] * 24            # decayed counts of active hours (UTC)
-        self.amount: list = [0, 0.0, 0.0]      # River stats.Var state of log1p(amount): n, mean, var
-        self.payees: dict[str, list] = {}      # id -> [first, last, n, 0]
-        self.loan: list = [0, 0, 0, 0]         # last draw ts, last repay ts, draws, repays
-        self.creds: dict[str, list] = {}       # kind -> [ts, event_id, suspicious 0/1]
-        self.fails: list = []                  # ts of recent failed logins
-        self.sessions: dict[str, list] = {}    # session -> [first, last, n, ip, asn, device]
-        self.restriction: list = [Restriction.NONE, 0, 0, None]  # state, since, until, alert_id
-        self.actions: dict[str, list] = {}     # action/alert -> [ts, risk]
-        self.seen: list = []                   # last applied event ids
-        self.good: dict[str, int] = {}         # "device:x" / "country:x" / "payee:x" -> until ts
-        self.alert_x: list = []                # features of the last alert, for verdict learning
-        self.balance: float | None = None
-        self.credit_limit: float | None = None
-        self.pruned_ts = 0
-        self.evidence: dict[str, list] = {}    # family -> [ts, score, reasons] of a recent finding
-
-    # -- serialisation -------------------------------------------------------------------------
-    def to_bytes(self) -> bytes:
-        return orjson.dumps([self.VERSION, *(getattr(self, s) for s in self.__slots__)])
-
-    @classmethod
-    def from_bytes(cls, data: bytes) -> "Profile":
-        values = orjson.loads(data)
-        if not values or values[0] not in (1, cls.VERSION):
-            raise ValueError(f"profile format {values[:1]} is not version {cls.VERSION}")
-        p = cls.__new__(cls)
-        for name, value in zip(cls.__slots__, values[1:]):
-            setattr(p, name, value)
-        if values[0] == 1:  # version 1 had no recent evidence
-            p.evidence = {}
-        return p
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Profile) and self.to_bytes() == other.to_bytes()
+    first_ts: int = 0
+    last_ts: int = 0
+    n_events: int = 0
+    devices: dict[str, Device] = msgspec.field(default_factory=_dict)
+    countries: dict[str, Seen] = msgspec.field(default_factory=_dict)
+    ips: dict[str, Address] = msgspec.field(default_factory=_dict)
+    asns: dict[str, Seen] = msgspec.field(default_factory=_dict)
+    centre: Centre | None = None
+    last_fix: Fix | None = None
+    hours: list[int] = msgspec.field(default_factory=lambda: [0] * 24)  # decayed counts per UTC hour
+    amount: AmountStats = msgspec.field(default_factory=AmountStats)
+    payees: dict[str, Payee] = msgspec.field(default_factory=_dict)
+    loan: Loan = msgspec.field(default_factory=Loan)
+    creds: dict[str, CredentialChange] = msgspec.field(default_factory=_dict)  # by kind
+    fails: list[int] = msgspec.field(default_factory=list)  # ts of recent failed logins
+    sessions: dict[str, Session] = msgspec.field(default_factory=_dict)
+    restriction: Restriction = msgspec.field(default_factory=Restriction)
+    actions: dict[str, Mark] = msgspec.field(default_factory=_dict)  # action or "alert" -> last
+    seen: list[str] = msgspec.field(default_factory=list)  # the last applied event ids
+    good: dict[str, int] = msgspec.field(default_factory=_dict)  # "device:x"/"country:x"/"payee:x" -> until
+    alerted: AlertedSituation | None = None
+    balance: float | None = None
+    credit_limit: float | None = None
+    pruned_ts: int = 0
+    evidence: dict[str, Evidence] = msgspec.field(default_factory=_dict)  # family -> recent finding
 
     # -- queries ---------------------------------------------------------------------------------
     @property
     def state(self) -> str:
-        return self.restriction[0]
+        return self.restriction.state
 
     def is_good(self, key: str, ts: int) -> bool:
         until = self.good.get(key)
@@ -131,32 +228,87 @@ class Profile:
     def has_seen(self, event_id: str) -> bool:
         return event_id in self.seen
 
-    def mark_seen(self, event_id: str) -> None:
-        seen = self.seen
-        seen.append(event_id)
-        if len(seen) > MAX_SEEN:
-            del seen[: len(seen) - MAX_SEEN]
+    def to_bytes(self) -> bytes:
+        return encode(self)
 
-    # -- ageing ------------------------------------------------------------------------------------
-    def prune(self, now: int, retention_ms: int, cred_ms: int) -> None:
-        """Drop entries not seen within the retention; run at most once a day per account."""
-        if now - self.pruned_ts < DAY_MS:
-            return
-        self.pruned_ts = now
-        cutoff = now - retention_ms
-        for table in (self.devices, self.countries, self.ips, self.asns, self.payees):
-            if table:
-                stale = [k for k, v in table.items() if v[1] < cutoff]
-                for key in stale:
-                    del table[key]
-        if self.sessions:
-            for key in [k for k, v in self.sessions.items() if v[1] < now - DAY_MS]:
-                del self.sessions[key]
-        if self.creds:
-            for key in [k for k, v in self.creds.items() if v[0] < now - cred_ms]:
-                del self.creds[key]
-        if self.good:
-            for key in [k for k, until in self.good.items() if until < now]:
-                del self.good[key]
-        if self.fails:
-            self.fails = [t for t in self.fails if t >= now - DAY_MS]
+    @classmethod
+    def from_bytes(cls, data: bytes) -> "Profile":
+        return decode(data)
+
+
+R = TypeVar("R", bound=Seen)
+
+
+def touch(table: dict[str, R], key: str, ts: int, cap: int, record: Callable[[int, int], R]) -> R:
+    """Count ``key`` as seen at ``ts`` in a table of at most ``cap`` records, evicting the least
+    recently seen; a new key gets ``record(ts, ts)``. Returns the record."""
+    entry = table.get(key)
+    if entry is None:
+        if len(table) >= cap:
+            del table[min(table, key=lambda k: table[k].last)]
+        entry = table[key] = record(ts, ts)
+    else:
+        if ts > entry.last:
+            entry.last = ts
+        if ts < entry.first:
+            entry.first = ts
+        entry.n += 1
+    return entry
+
+
+# -- codec -------------------------------------------------------------------------------------
+
+_ENCODER = msgspec.msgpack.Encoder()
+_DECODER = msgspec.msgpack.Decoder(Profile)
+_HEADER = bytes([FORMAT])
+
+
+def encode(profile: Profile) -> bytes:
+    """The profile as bytes: the format byte, then MessagePack."""
+    return _HEADER + _ENCODER.encode(profile)
+
+
+def decode(data: bytes) -> Profile:
+    """A profile from :func:`encode`'s bytes, or from the JSON lists of formats 1 and 2."""
+    if data[:1] == _HEADER:
+        return _DECODER.decode(memoryview(data)[1:])
+    if data[:1] == b"[":
+        return _from_lists(orjson.loads(data))
+    raise ValueError(f"not a stored profile (format byte {data[:1]!r}, expected {FORMAT})")
+
+
+def _from_lists(values: list) -> Profile:
+    """A profile of format 1 or 2: JSON lists in the order of the old ``__slots__``."""
+    if not values or values[0] not in (1, 2):
+        raise ValueError(f"profile format {values[:1]} is not a known format")
+    (first_ts, last_ts, n_events, devices, countries, ips, asns, centre, last_fix, hours, amount,
+     payees, loan, creds, fails, sessions, restriction, actions, seen, good, alert_x, balance,
+     credit_limit, pruned_ts, *rest) = values[1:]
+    evidence = rest[0] if rest else {}  # format 1 had no recent evidence
+
+    def seen_rec(v: list) -> Seen:
+        return Seen(v[0], v[1], v[2])
+
+    return Profile(
+        first_ts=first_ts, last_ts=last_ts, n_events=n_events,
+        devices={k: Device(v[0], v[1], v[2], v[3], v[4] if len(v) > 4 else 0) for k, v in devices.items()},
+        countries={k: seen_rec(v) for k, v in countries.items()},
+        ips={k: Address(v[0], v[1], v[2], *(v[3:6] if len(v) > 6 else (None, None, None)),
+                        bool(v[6]) if len(v) > 6 else False) for k, v in ips.items()},
+        asns={k: seen_rec(v) for k, v in asns.items()},
+        centre=Centre(*centre) if centre else None,
+        last_fix=Fix(*last_fix) if last_fix else None,
+        hours=list(hours), amount=AmountStats(*amount),
+        payees={k: Payee(v[0], v[1], v[2], bool(v[3])) for k, v in payees.items()},
+        loan=Loan(*loan),
+        creds={k: CredentialChange(v[0], v[1], bool(v[2]), v[3] if len(v) > 3 else None,
+                                   v[4] if len(v) > 4 else None) for k, v in creds.items()},
+        fails=list(fails),
+        sessions={k: Session(v[0], v[1], v[2], *(v[3:6] if len(v) > 5 else (None, None, None)))
+                  for k, v in sessions.items()},
+        restriction=Restriction(*restriction), actions={k: Mark(*v) for k, v in actions.items()},
+        seen=list(seen), good=dict(good),
+        alerted=AlertedSituation(*alert_x) if alert_x else None,
+        balance=balance, credit_limit=credit_limit, pruned_ts=pruned_ts,
+        evidence={k: Evidence(v[0], v[1], list(v[2])) for k, v in evidence.items()},
+    )

@@ -19,9 +19,10 @@ Topology (``P`` = the input topics' partition count = ``cfg.shards``)::
   its real topic name, partition and offset instead of being skipped by Faust.
 * One agent reads all four input topics, so the events of one account go through one agent in
   partition order; concurrency stays 1 (faust #606).
-* Profiles are bytes in the Faust table ``profiles`` (changelog ``<app_id>-profiles-changelog``)
-  through :class:`detectors.engine.BytesStore`; the engine ignores repeated event ids, so a
-  redelivered event changes nothing.
+* Profiles are bytes (:func:`detectors.profile.encode`) in the Faust table ``profiles``
+  (changelog ``<app_id>-profiles-changelog``); each message is one call of the engine's seam,
+  :meth:`detectors.engine.Engine.process_message`, with the stored profile of the message key.
+  The engine ignores repeated event ids, so a redelivered event changes nothing.
 * No lost outputs after a crash: when an event produces commands or alerts, the worker waits
   until Kafka has acknowledged them *before* it writes the profile (which marks the event as
   seen) to the table. A crash in between replays the event, which emits the same outputs again
@@ -47,11 +48,12 @@ import orjson
 
 from detectors import contract as c
 from detectors.config import Config
-from detectors.engine import BytesStore, Engine
-from detectors.events import DeadLetter, Verdict, decode_or_dead_letter
+from detectors.engine import Engine
+from detectors.events import Verdict
 from detectors.facts import ExternalFacts
 from detectors.outputs import Output
-from streams.facts_agents import FactsFollower, apply_source_message, source_messages
+from detectors.profile import decode as decode_profile, encode as encode_profile
+from streams.facts_agents import FactsFollower, apply_source_message, source_message
 from streams.metrics import CONTENT_TYPE, WorkerMetrics
 from streams.settings import Settings
 from streams.snapshots import SnapshotRefused, load_snapshot, save_snapshot
@@ -175,29 +177,6 @@ def ensure_internal_topics(settings: Settings, app_id: str, partitions: int) -> 
 
 # -- the worker's state and per-message work ------------------------------------------------------
 
-class _PendingProfile:
-    """The mapping under the engine's BytesStore: reads go to the table, the one write of an
-    event is held back until the event's outputs are acknowledged (see the module docstring)."""
-
-    __slots__ = ("table", "key", "value")
-
-    def __init__(self, table: Any) -> None:
-        self.table = table
-        self.key: str | None = None
-        self.value: bytes | None = None
-
-    def get(self, key: str) -> bytes | None:
-        return self.table.get(key)
-
-    def __setitem__(self, key: str, value: bytes) -> None:
-        self.key, self.value = key, value
-
-    def flush(self) -> None:
-        if self.key is not None:
-            self.table[self.key] = self.value
-            self.key = self.value = None
-
-
 class Runtime:
     """What the agents of one app share: the engine, its facts, the metrics, the topics."""
 
@@ -212,8 +191,6 @@ class Runtime:
         self.snapshot_path = options.resolved_snapshot(settings)
         self.app: faust.App | None = None
         self.profiles: Any = None
-        self.pending: _PendingProfile | None = None
-        self.store: BytesStore | None = None
         self.outputs: dict[str, Any] = {}
         self.sources_topic: Any = None
         self.follower: FactsFollower | None = None
@@ -265,30 +242,31 @@ class Runtime:
         received = message.time_in if message.time_in is not None else time.monotonic()
         topic = message.topic
         logical = self._logical.get(topic)
-        record = decode_or_dead_letter(topic, message.value, message.key, partition=message.partition,
-                                       offset=message.offset, logical_topic=logical)
+        key = message.key
+        stored = self.profiles.get(key.decode("utf-8", "replace")) if key else None
+        result = self.engine.process_message(
+            topic, message.value, key, None if stored is None else decode_profile(stored),
+            partition=message.partition, offset=message.offset, logical_topic=logical)
         m = self.metrics
-        if type(record) is DeadLetter:
-            m.dead_letters.inc(topic=logical or topic, reason=record.reason)
-            self.engine.counts["dead_letters"] += 1
-            await self.outputs[c.DEAD_LETTER].send(key=message.key, value=orjson.dumps(record.to_dict()))
+        record = result.record
+        if record is None:
+            m.dead_letters.inc(topic=logical or topic, reason=result.outputs[0].value["reason"])
+            await self.emit(result.outputs, None, received)
             return
-        engine = self.engine
-        self.pending.key = None
-        duplicates = engine.counts["duplicates"]
-        outputs = engine.handle(record, self.store)
-        if engine.counts["duplicates"] != duplicates:
+        if result.duplicate:
             m.duplicates.inc(topic=logical)
             return
         m.events.inc(topic=logical, kind=record.label if type(record) is Verdict else record.kind)
         if self.sources_topic is not None:
-            for key, value in source_messages(record):
-                await self.sources_topic.send(key=key, value=value)
-        if outputs:
-            await self.emit(outputs, record.ts, received)
-        self.pending.flush()
+            for update in result.facts:
+                skey, value = source_message(update)
+                await self.sources_topic.send(key=skey, value=value)
+        if result.outputs:
+            await self.emit(result.outputs, record.ts, received)
+        # written only now: its outputs are acknowledged (a crash before this replays the event)
+        self.profiles[record.account_id] = encode_profile(result.state)
 
-    async def emit(self, outputs: list[Output], event_ts: int, received: float) -> None:
+    async def emit(self, outputs: tuple[Output, ...], event_ts: int | None, received: float) -> None:
         """Send ``outputs`` and wait until Kafka has acknowledged every one of them."""
         futures = []
         for o in outputs:
@@ -306,7 +284,8 @@ class Runtime:
                 for reason in o.value["finding_info"]["types"]:
                     m.alerts.inc(reason=reason)
             m.receive_latency.observe(max(0.0, now_mono - received), topic=o.topic)
-            m.event_latency.observe(max(0.0, now_wall - event_ts / 1000.0), topic=o.topic)
+            if event_ts is not None:
+                m.event_latency.observe(max(0.0, now_wall - event_ts / 1000.0), topic=o.topic)
 
     async def process_source(self, message: Any) -> None:
         key = message.key.decode("utf-8", "replace") if message.key else ""
@@ -401,8 +380,6 @@ def create_app(settings: Settings, cfg: Config, options: WorkerOptions | None = 
                             help="account profiles (detectors.profile.Profile as bytes)", **TABLE_RAW)
     rt.sources_table = app.Table("sources", default=None, partitions=settings.partitions,
                                  help="hourly login windows per IP / device", **TABLE_RAW)
-    rt.pending = _PendingProfile(rt.profiles)
-    rt.store = BytesStore(rt.pending)
 
     @app.agent(inputs, name="accounts", concurrency=1)
     async def accounts(stream):

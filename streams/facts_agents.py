@@ -34,10 +34,10 @@ from typing import Any
 import orjson
 
 from detectors.burst_facts import BurstScorer
-from detectors.events import DeviceEvent, LocationEvent
-from detectors.facts import LOGIN_KINDS, ExternalFacts, SourceFacts, _Window
 
-__all__ = ["FactsFollower", "SourceState", "source_messages", "apply_source_message", "apply_fact"]
+from detectors.facts import ExternalFacts, SourceFacts, SourceUpdate, _Window
+
+__all__ = ["FactsFollower", "SourceState", "source_message", "apply_source_message", "apply_fact"]
 
 log = logging.getLogger(__name__)
 
@@ -47,25 +47,21 @@ MAX_ACCOUNTS = 256
 RECENT_IDS = 64
 
 
-def source_messages(record: Any) -> list[tuple[bytes, bytes]]:
-    """The ``(key, value)`` messages an accepted record sends to the sources topic.
+def source_message(update: SourceUpdate) -> tuple[bytes, bytes]:
+    """The ``(key, value)`` message of one fact update (:attr:`detectors.engine.Result.facts`)
+    on the sources topic.
 
-    >>> source_messages(DeviceEvent("e1", "a1", 5, "login_failure", device_id="d1", ip="192.0.2.1"))
+    >>> from detectors.events import DeviceEvent
+    >>> from detectors.facts import source_updates
+    >>> [source_message(u) for u in source_updates(
+    ...     DeviceEvent("e1", "a1", 5, "login_failure", device_id="d1", ip="192.0.2.1"))]
     [(b'ip:192.0.2.1', b'["L","a1","e1",5,1]'), (b'dev:d1', b'["L","a1","e1",5,1]')]
     """
-    t = type(record)
-    if t is DeviceEvent and record.kind in LOGIN_KINDS:
-        value = orjson.dumps(["L", record.account_id, record.event_id, record.ts,
-                              1 if record.kind == "login_failure" else 0])
-        out = []
-        if record.ip:
-            out.append((b"ip:" + record.ip.encode(), value))
-        if record.device_id:
-            out.append((b"dev:" + record.device_id.encode(), value))
-        return out
-    if t is LocationEvent and record.ip and (record.ip_type or record.asn is not None):
-        return [(b"ip:" + record.ip.encode(), orjson.dumps(["G", record.ip_type, record.asn]))]
-    return []
+    if update.kind == "login":
+        value = orjson.dumps(["L", update.account_id, update.event_id, update.ts, 1 if update.failed else 0])
+    else:
+        value = orjson.dumps(["G", update.ip_type, update.asn])
+    return update.source.encode(), value
 
 
 class SourceState:

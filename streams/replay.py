@@ -17,7 +17,8 @@ import orjson
 
 from detectors import contract as c
 from detectors.config import Config
-from detectors.engine import DictStore, Engine
+from detectors.engine import Engine
+from detectors.profile import Profile
 from detectors.events import BadInput, DeadLetter, parse_value
 from detectors.outputs import Output
 
@@ -65,11 +66,11 @@ def _dead(topic: str, line_no: int, raw: bytes, reason: str, detail: str) -> Out
     return Output(c.DEAD_LETTER, "", DeadLetter(topic, None, line_no, None, raw, reason, detail).to_dict())
 
 
-def replay_lines(lines: Iterator[bytes], engine: Engine, store: DictStore | None = None,
+def replay_lines(lines: Iterator[bytes], engine: Engine, states: dict[str, Profile] | None = None,
                  summary: ReplaySummary | None = None) -> Iterator[Output]:
-    """Run contract lines through ``engine``; bad lines come out as dead letters (offset = the
-    0-based line number, partition null)."""
-    store = store if store is not None else DictStore()
+    """Run contract lines through ``engine``, the accounts' states kept in ``states``; bad lines
+    come out as dead letters (offset = the 0-based line number, partition null)."""
+    states = states if states is not None else {}
     summary = summary if summary is not None else ReplaySummary()
     for n, line in enumerate(lines):
         summary.lines += 1
@@ -104,9 +105,13 @@ def replay_lines(lines: Iterator[bytes], engine: Engine, store: DictStore | None
             summary.verdicts += 1
         else:
             summary.events += 1
-        yield from engine.handle(record, store)
-    summary.duplicates = engine.counts["duplicates"]
-    summary.accounts = len(store)
+        result = engine.process(record, states.get(record.account_id))
+        if result.state is not None:
+            states[record.account_id] = result.state
+        elif result.duplicate:
+            summary.duplicates += 1
+        yield from result.outputs
+    summary.accounts = len(states)
 
 
 def _loads_raw(raw: str) -> Any:
@@ -137,12 +142,12 @@ def replay_file(in_path: str | os.PathLike, out_path: str | os.PathLike, config:
     """Replay ``in_path`` into ``out_path``; returns the summary."""
     engine = engine or Engine(config or Config())
     summary = ReplaySummary()
-    store = DictStore()
+    states: dict[str, Profile] = {}
     start = time.perf_counter()
     with open(in_path, "rb") as fh, open(out_path, "wb") as out:
         total = os.fstat(fh.fileno()).st_size
         buffer: list[bytes] = []
-        for o in replay_lines(_lines_with_progress(fh, total, progress), engine, store, summary):
+        for o in replay_lines(_lines_with_progress(fh, total, progress), engine, states, summary):
             if o.topic == c.COMMANDS:
                 summary.commands[o.value["action"]] += 1
             elif o.topic == c.ALERTS:

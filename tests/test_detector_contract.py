@@ -33,7 +33,8 @@ from detectors.config import Config
 from detectors.engine import default_facts
 from detectors.events import DeviceEvent, Event, LocationEvent, TransactionEvent
 from detectors.facts import NO_FACTS, EventFacts
-from detectors.features import Context, build_context, observe
+from detectors.context import Context, build_context
+from detectors.update import observe
 from detectors.profile import Profile
 from detectors.reasons import REASONS
 from detectors.registry import REGISTRY

@@ -11,7 +11,7 @@ import pytest
 
 from detectors.base import Finding
 from detectors.facts import NO_FACTS
-from detectors.features import Context
+from detectors.context import Context
 from detectors.models import BehaviourAnomaly, PercentileCalibrator, VerdictModel
 from detectors.models.anomaly import FEATURES, MAX_SCORE, contribution
 

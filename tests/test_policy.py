@@ -12,11 +12,12 @@ from hypothesis import strategies as st
 
 from detectors.base import Finding
 from detectors.config import AllowEntry, Config, Policy
-from detectors.engine import DictStore, Engine
+from detectors.engine import Engine
 from detectors.events import DeviceEvent, LocationEvent, TransactionEvent, Verdict
 from detectors.outputs import sign
 from detectors.policy import decide
-from detectors.profile import HOUR_MS, Profile
+from detectors.profile import HOUR_MS, Profile, encode
+from detectors.update import apply_decision
 from detectors.reasons import phrase
 
 RULES_ONLY = tuple(n for n in Config().detectors if n not in ("behaviour_anomaly", "supervised"))
@@ -33,6 +34,21 @@ def f(score: float, family: str = "credential", name: str = "r") -> Finding:
 FAMILIES = ("credential", "device", "money", "network")
 
 
+def decide_and_apply(profile: Profile, ts: int, findings, cfg: Config, ip=None):
+    """The policy's decision, and its state change written as the engine writes it."""
+    d = decide(profile, "a1", ts, ip, None, findings, cfg)
+    apply_decision(profile, d, ts)
+    return d
+
+
+def test_the_policy_only_reads_the_profile():
+    profile = Profile()
+    before = encode(profile)
+    d = decide(profile, "a1", T0, None, None, [f(0.85), f(0.4, "device", "d")], Config())
+    assert d.action == "freeze" and d.change.restriction.state == "frozen"
+    assert encode(profile) == before
+
+
 def run_table(rows, cfg: Config = Config()):
     """rows: (minutes after T0, [finding scores]) -> list of (minute, action or 'alert' or None).
     The scores of a row come from detectors of different families, in FAMILIES order."""
@@ -40,7 +56,7 @@ def run_table(rows, cfg: Config = Config()):
     out = []
     for minute, scores in rows:
         findings = [f(s, FAMILIES[i], f"d{i}") for i, s in enumerate(scores)]
-        d = decide(profile, "a1", T0 + minute * MIN, None, None, findings, cfg)
+        d = decide_and_apply(profile, T0 + minute * MIN, findings, cfg)
         out.append((minute, d.action or ("alert" if d.alert else None)))
     return out
 
@@ -106,8 +122,8 @@ def test_allow_list_caps_restrictions_at_alerts_until_it_expires(entry):
     cfg = Config(allow=(entry,))
     profile = Profile()
     both = [f(0.95), f(0.5, "device", "d")]
-    d1 = decide(profile, "a1", T0, "198.51.100.7", None, both, cfg)
-    d2 = decide(profile, "a1", T0 + 2 * HOUR_MS, "198.51.100.7", None, both, cfg)
+    d1 = decide_and_apply(profile, T0, both, cfg, ip="198.51.100.7")
+    d2 = decide_and_apply(profile, T0 + 2 * HOUR_MS, both, cfg, ip="198.51.100.7")
     assert (d1.action, d1.alert) == (None, True)
     assert d2.action == "freeze"
 
@@ -149,7 +165,7 @@ def test_higher_risk_never_yields_a_weaker_action_for_the_same_state(r1, r2, his
     def act(risk):
         profile = Profile()
         for minute, s in history:
-            decide(profile, "a1", T0 + minute * MIN, None, None, [f(s)], Config())
+            decide_and_apply(profile, T0 + minute * MIN, [f(s)], Config())
         d = decide(profile, "a1", T0 + 601 * MIN, None, None, [f(risk)], Config())
         return d.action or ("alert" if d.alert else None)
 
@@ -178,9 +194,9 @@ def takeover_stream(account="a1", start=T0):
 
 
 def run(records, cfg=Config(detectors=RULES_ONLY)):
-    engine, store = Engine(cfg), DictStore()
-    outs = [o for r in records for o in engine.handle(r, store)]
-    return outs, store, engine
+    engine, states = Engine(cfg), {}
+    outs = list(engine.run(records, states))
+    return outs, states, engine
 
 
 def commands(outs):
@@ -213,9 +229,9 @@ def test_legit_verdict_unfreezes_and_the_situation_becomes_known_good():
     later = [Verdict("v1", "a1", t + MIN, "legit", "user"),
              TransactionEvent("a1-y1", "a1", t + 2 * HOUR_MS, "transfer_out", amount=1500.0,
                               counterparty_id="mule", balance_after=50.0, device_id="evil")]
-    outs, store, _ = run(stream + later)
+    outs, states, _ = run(stream + later)
     assert commands(outs) == [("a1-x3", "step_up"), ("a1-x4", "freeze"), ("v1", "unfreeze")]
-    assert store.get("a1").is_good("device:evil", t + 2 * HOUR_MS)
+    assert states["a1"].is_good("device:evil", t + 2 * HOUR_MS)
 
 
 def test_analyst_ato_verdict_closes_and_nothing_is_issued_after():
@@ -223,9 +239,9 @@ def test_analyst_ato_verdict_closes_and_nothing_is_issued_after():
     t = stream[-1].ts
     later = [Verdict("v1", "a1", t + MIN, "ato", "analyst"),
              TransactionEvent("a1-y1", "a1", t + 2 * MIN, "withdrawal", amount=100.0, device_id="evil")]
-    outs, store, _ = run(stream + later)
+    outs, states, _ = run(stream + later)
     assert commands(outs) == [("a1-x3", "step_up"), ("a1-x4", "freeze"), ("v1", "close")]
-    assert store.get("a1").state == "closed"
+    assert states["a1"].state == "closed"
 
 
 def test_user_ato_report_freezes_but_does_not_close():
@@ -244,10 +260,10 @@ def test_shadow_mode_marks_commands_dry_run_and_signs_them():
 def test_duplicate_event_ids_change_nothing():
     stream = takeover_stream()
     doubled = [e for ev in stream for e in (ev, ev)]
-    outs1, store1, _ = run(stream)
-    outs2, store2, engine = run(doubled)
+    outs1, states1, _ = run(stream)
+    outs2, states2, engine = run(doubled)
     assert [o.value for o in outs1] == [o.value for o in outs2]
-    assert store1.get("a1") == store2.get("a1")
+    assert states1["a1"] == states2["a1"]
     assert engine.counts["duplicates"] == len(stream)
 
 
@@ -302,22 +318,57 @@ def test_the_evidence_of_one_sign_in_corroborates_across_its_events():
     assert commands(apart) == [("t2", "step_up")]
 
 
-def test_profiles_written_before_recent_evidence_existed_still_load():
-    """A profile stored by the previous version (format 1, no recent evidence) loads, and the
-    engine goes on with it; an unknown format is refused."""
+def test_profiles_of_every_stored_format_still_load():
+    """Profiles stored by earlier versions (JSON lists: format 1 without recent evidence, format
+    2 with it) load into the named records with the same content; the engine goes on with them
+    and decides as it would have; an unknown format is refused."""
     import orjson
 
-    from detectors.profile import Profile
+    from detectors.profile import FORMAT, decode, encode
 
-    _, store, _ = run(takeover_stream()[:6])
-    current = store.get("a1")
-    v1 = orjson.loads(current.to_bytes())
-    assert v1[0] == Profile.VERSION == 2
-    old = orjson.dumps([1, *v1[1:-1]])  # as version 1 wrote it: no trailing evidence field
-    loaded = Profile.from_bytes(old)
-    assert loaded.evidence == {} and loaded.devices == current.devices
+    stream = takeover_stream()
+    _, states, _ = run(stream[:6])
+    current = states["a1"]
+    assert encode(current)[0] == FORMAT and decode(encode(current)) == current
+    legacy = _as_format_2(current)
+    assert decode(orjson.dumps(legacy)) == current
+    assert decode(orjson.dumps([1, *legacy[1:-1]])).evidence == {}  # format 1: no evidence
+    # the engine carries on from a legacy profile exactly as from the live one
+    engine_a, engine_b = Engine(Config(detectors=RULES_ONLY)), Engine(Config(detectors=RULES_ONLY))
+    list(engine_a.run(stream[:6], {})), list(engine_b.run(stream[:6], {}))
+    live = {"a1": decode(encode(current))}
+    old = {"a1": decode(orjson.dumps(legacy))}
+    assert list(engine_a.run(stream[6:], live)) == list(engine_b.run(stream[6:], old))
     with pytest.raises(ValueError):
-        Profile.from_bytes(orjson.dumps([9, *v1[1:]]))
+        decode(orjson.dumps([9, *legacy[1:]]))
+    with pytest.raises(ValueError):
+        decode(b"\x7f garbage")
+
+
+def _as_format_2(p) -> list:
+    """A profile as format 2 wrote it: a JSON list of positional lists."""
+    def seen(v):
+        return [v.first, v.last, v.n, 0]
+    return [2, p.first_ts, p.last_ts, p.n_events,
+            {k: [v.first, v.last, v.n, v.trust, v.home] for k, v in p.devices.items()},
+            {k: seen(v) for k, v in p.countries.items()},
+            {k: [v.first, v.last, v.n, v.asn, v.country, v.ip_type, int(v.suspect)] for k, v in p.ips.items()},
+            {k: seen(v) for k, v in p.asns.items()},
+            [p.centre.lat, p.centre.lon, p.centre.weight] if p.centre else [],
+            [p.last_fix.ts, p.last_fix.lat, p.last_fix.lon, p.last_fix.err_km, p.last_fix.country] if p.last_fix else [],
+            p.hours, [p.amount.n, p.amount.mean, p.amount.var],
+            {k: [v.first, v.last, v.n, int(v.paid)] for k, v in p.payees.items()},
+            [p.loan.last_draw, p.loan.last_repay, p.loan.draws, p.loan.repays],
+            {k: [v.ts, v.event_id, int(v.suspicious), v.bound_device, v.novel_device] for k, v in p.creds.items()},
+            p.fails,
+            {k: [v.first, v.last, v.n, v.ip, v.asn, v.device] for k, v in p.sessions.items()},
+            [p.restriction.state, p.restriction.since, p.restriction.until, p.restriction.alert_id],
+            {k: [v.ts, v.risk] for k, v in p.actions.items()},
+            p.seen, p.good,
+            [p.alerted.alert_id, p.alerted.features, p.alerted.device, p.alerted.country, p.alerted.payee]
+            if p.alerted else [],
+            p.balance, p.credit_limit, p.pruned_ts,
+            {k: [v.ts, v.score, v.reasons] for k, v in p.evidence.items()}]
 
 
 def _hijack(to_type: str, with_change: bool):

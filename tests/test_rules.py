@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from detectors.config import Config
 from detectors.events import DeviceEvent, LocationEvent, TransactionEvent
-from detectors.features import build_context, observe
+from detectors.context import build_context
+from detectors.update import observe
 from detectors.policy import CORROBORATE_AT
 from detectors.profile import Profile
 from detectors.rules import RULES
@@ -89,7 +90,7 @@ def test_a_new_phone_on_the_accounts_own_broadband_is_the_holders():
     assert x.device_young and not x.device_home
 
     suspect = history()
-    suspect.ips["198.51.100.1"][6] = 1
+    suspect.ips["198.51.100.1"].suspect = True
     x = build_context(suspect, login, CFG)
     assert x.device_young and not x.device_home
 

@@ -9,22 +9,21 @@ import pickle
 import pytest
 
 from detectors.config import Config
-from detectors.engine import DictStore, Engine
+from detectors.engine import Engine
 from detectors.events import DeviceEvent
 from streams.snapshots import MAGIC, SnapshotRefused, load_snapshot, save_snapshot
 
 KEY = "test-snapshot-key"
 
 
-STORE = DictStore()
+STATES: dict = {}
 
 
 def trained_engine() -> Engine:
     engine = Engine(Config(shards=2))
-    store = STORE
-    for i in range(20):
-        engine.handle(DeviceEvent(f"e{i}", f"a{i % 4}", 1764000000000 + i * 60_000, "login_success",
-                                  device_id=f"d{i % 4}"), store)
+    events = [DeviceEvent(f"e{i}", f"a{i % 4}", 1764000000000 + i * 60_000, "login_success",
+                          device_id=f"d{i % 4}") for i in range(20)]
+    list(engine.run(events, STATES))
     return engine
 
 
@@ -37,11 +36,11 @@ def test_models_round_trip(tmp_path):
     fresh = Engine(Config(shards=2))
     fresh.restore(models)
     # the restored models behave like the saved ones (pickles need not be byte-identical)
-    store_a, store_b = copy.deepcopy(STORE), copy.deepcopy(STORE)
+    store_a, store_b = copy.deepcopy(STATES), copy.deepcopy(STATES)
     later = [DeviceEvent(f"n{i}", f"a{i % 4}", 1764003000000 + i * 60_000, "login_success",
                          device_id="d-new" if i % 3 else f"d{i % 4}", ip=f"192.0.2.{i}") for i in range(12)]
     for ev in later:
-        assert engine.handle(ev, store_a) == fresh.handle(ev, store_b)
+        assert list(engine.run([ev], store_a)) == list(fresh.run([ev], store_b))
     assert set(fresh.snapshot()) == set(engine.snapshot())
 
 

@@ -11,9 +11,9 @@ import pytest
 
 from detectors import contract as c
 from detectors.config import Config
-from detectors.engine import BytesStore
-from streams.app import PartitionMismatch, WorkerOptions, _PendingProfile, create_app
-from streams.facts_agents import apply_fact, apply_source_message, source_messages
+from detectors.facts import source_updates
+from streams.app import PartitionMismatch, WorkerOptions, create_app
+from streams.facts_agents import apply_fact, apply_source_message, source_message
 from streams.settings import Settings
 
 SETTINGS = Settings(bootstrap_servers="127.0.0.1:1", topic_prefix="u.", partitions=3)
@@ -65,8 +65,7 @@ def test_create_app_refuses_shards_unlike_the_partitions(tmp_path):
 ])
 def test_bad_input_becomes_a_dead_letter_with_topic_partition_offset(tmp_path, value, key, reason):
     app, rt = make_app(tmp_path)
-    rt.pending = _PendingProfile({})
-    rt.store = BytesStore(rt.pending)
+    rt.profiles = {}
     asyncio.run(rt.process(message("u.device", value, key)))
     (sent,) = rt.outputs[c.DEAD_LETTER].sent
     letter = orjson.loads(sent["value"])
@@ -80,8 +79,7 @@ def test_bad_input_becomes_a_dead_letter_with_topic_partition_offset(tmp_path, v
 def test_accepted_events_update_the_profile_once_and_feed_the_facts(tmp_path):
     app, rt = make_app(tmp_path)
     table: dict = {}
-    rt.pending = _PendingProfile(table)
-    rt.store = BytesStore(rt.pending)
+    rt.profiles = table
     ev = login("e1", device_id="d1", ip="192.0.2.1")
     asyncio.run(rt.process(message("u.device", ev)))
     asyncio.run(rt.process(message("u.device", ev, offset=8)))  # redelivered
@@ -102,19 +100,29 @@ def test_outputs_are_acknowledged_before_the_profile_is_written(tmp_path):
             super().__setitem__(k, v)
 
     class SlowTopic(FakeTopic):
+        """Kafka acknowledges a send only a little later, as a real broker does."""
+
         async def send(self, **kw):
-            fut = await super().send(**kw)
+            self.sent.append(kw)
+            loop = asyncio.get_running_loop()
+            fut = loop.create_future()
             order.append("sent")
+
+            def ack():
+                order.append("acked")
+                fut.set_result(None)
+
+            loop.call_later(0.01, ack)
             return fut
 
     rt.outputs[c.COMMANDS] = SlowTopic()
     rt.outputs[c.ALERTS] = SlowTopic()
-    rt.pending = _PendingProfile(Table())
-    rt.store = BytesStore(rt.pending)
+    rt.profiles = Table()
     verdict = orjson.dumps({"verdict_id": "v1", "account_id": "a1", "ts": 1764000000000, "label": "ato",
                             "source": "analyst"})
     asyncio.run(rt.process(message("u.verdicts", verdict)))
-    assert order[-1] == "profile" and "sent" in order  # close command + alert, then the profile
+    # close command + alert sent and acknowledged, and only then the profile
+    assert order == ["sent", "sent", "acked", "acked", "profile"]
     (cmd,) = rt.outputs[c.COMMANDS].sent
     assert orjson.loads(cmd["value"])["action"] == "close" and cmd["key"] == b"a1"
     (alert,) = rt.outputs[c.ALERTS].sent
@@ -140,7 +148,8 @@ def test_source_windows_count_accounts_and_ignore_repeats():
 
 def test_location_fixes_publish_ip_type():
     from detectors.events import LocationEvent
-    msgs = source_messages(LocationEvent("g1", "a1", 5, "ip_geo", 1.0, 2.0, ip="192.0.2.9", ip_type="vpn"))
+    msgs = [source_message(u) for u in
+            source_updates(LocationEvent("g1", "a1", 5, "ip_geo", 1.0, 2.0, ip="192.0.2.9", ip_type="vpn"))]
     assert msgs == [(b"ip:192.0.2.9", b'["G","vpn",null]')]
 
 

@@ -60,7 +60,7 @@ linear in ``n_trees`` (5 trees: about 20 µs) and exponential in ``height``.
 Examples
 --------
 >>> import random
->>> from detectors.features import Context
+>>> from detectors.context import Context
 >>> from detectors.facts import NO_FACTS
 >>> def login(fails=0, device_new=False, hour_share=0.08):
 ...     x = Context()
@@ -91,7 +91,7 @@ from detectors.models import _snapshot
 from detectors.models.calibration import PercentileCalibrator
 
 if TYPE_CHECKING:  # pragma: no cover
-    from detectors.features import Context
+    from detectors.context import Context
 
 __all__ = ["BehaviourAnomaly", "FEATURES", "GROUPS", "MAX_SCORE", "RISK_NO_LEARN", "contribution"]
 

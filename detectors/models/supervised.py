@@ -39,11 +39,11 @@ from river import linear_model, optim, preprocessing
 
 from detectors import contract as c
 from detectors.base import Finding
-from detectors.features import FEATURE_NAMES
+from detectors.context import FEATURE_NAMES
 from detectors.models import _snapshot
 
 if TYPE_CHECKING:  # pragma: no cover
-    from detectors.features import Context
+    from detectors.context import Context
 
 __all__ = ["VerdictModel", "MAX_SCORE"]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from detectors import contract as c
 from detectors.base import Finding, Rule
 from detectors.config import Config
-from detectors.features import Context
+from detectors.context import Context
 
 
 class FailedLogins(Rule):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from detectors import contract as c
 from detectors.base import Finding, Rule
-from detectors.features import Context
+from detectors.context import Context
 
 SIGN_IN = frozenset({"login_success", "device_bound"})
 

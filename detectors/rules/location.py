@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from detectors.base import Finding, Rule
 from detectors.config import Config
-from detectors.features import Context
+from detectors.context import Context
 
 
 class ImpossibleTravel(Rule):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from detectors.base import Finding, Rule
-from detectors.features import Context
+from detectors.context import Context
 
 
 class OutOfCharacter(Rule):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from detectors import contract as c
 from detectors.base import Finding, Rule
-from detectors.features import Context
+from detectors.context import Context
 
 _WEIGHT = {"tor": 0.45, "hosting": 0.35, "vpn": 0.1}
 

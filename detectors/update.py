@@ -1,0 +1,254 @@
+"""The one module that writes a profile.
+
+Everything else reads: :mod:`detectors.context` derives an event's features from the profile as
+it was, :mod:`detectors.policy` returns a :class:`~detectors.policy.Decision` that names the
+state change it calls for, and the engine hands both to the functions here:
+
+* :func:`observe` learns the event itself (devices, networks, places, money, credentials);
+* :func:`apply_decision` records what the policy decided (restriction, last actions, the evidence
+  carried to the rest of the sign-in, the alerted situation a verdict may later judge);
+* :func:`apply_verdict` makes a situation confirmed legitimate known-good;
+* :func:`mark_seen` remembers the event id, so a redelivered event changes nothing.
+"""
+
+from __future__ import annotations
+
+import math
+
+from river import stats
+
+from detectors import contract as c
+from detectors.config import Config
+from detectors.context import HOME_KM, Context, fix_error
+from detectors.events import DeviceEvent, LocationEvent
+from detectors.geo import haversine_km
+from detectors.profile import (
+    DAY_MS, HOUR_MS, MAX_ASNS, MAX_COUNTRIES, MAX_DEVICES, MAX_FAILS, MAX_IPS, MAX_PAYEES, MAX_SEEN,
+    MAX_SESSIONS, Address, AlertedSituation, AmountStats, Centre, CredentialChange, Device, Evidence,
+    Fix, Mark, Payee, Profile, Seen, Session, touch,
+)
+
+__all__ = ["apply_decision", "apply_verdict", "mark_seen", "observe", "prune"]
+
+
+def mark_seen(profile: Profile, event_id: str) -> None:
+    """Remember ``event_id`` among the last :data:`~detectors.profile.MAX_SEEN` applied."""
+    seen = profile.seen
+    seen.append(event_id)
+    if len(seen) > MAX_SEEN:
+        del seen[: len(seen) - MAX_SEEN]
+
+
+# -- the decision ------------------------------------------------------------------------------
+
+def apply_decision(profile: Profile, decision, ts: int, *, alert_id: str | None = None,
+                   evidence: dict[str, Evidence] | None = None,
+                   alerted: AlertedSituation | None = None) -> None:
+    """Record what the policy decided about the event at ``ts`` (a
+    :class:`~detectors.policy.Decision`): its new restriction (explained by ``alert_id``), the
+    actions it took, the findings it carries to the next events of the same sign-in
+    (``evidence``, from :func:`~detectors.policy.with_recent`), and the alerted situation."""
+    if evidence is not None:
+        profile.evidence = evidence
+    change = decision.change
+    if change is not None:
+        if change.restriction is not None:
+            profile.restriction = change.restriction
+            if alert_id is not None and decision.action and change.restriction.state != "none":
+                profile.restriction.alert_id = alert_id
+        for action in change.marks:
+            profile.actions[action] = Mark(ts, decision.risk)
+    if alerted is not None:
+        profile.alerted = alerted
+
+
+def _set_home(device: Device, how: int) -> None:
+    """Seen at home: 1 by a GPS fix, 2 on the home network (which a GPS fix never downgrades)."""
+    if device.home < how:
+        device.home = how
+
+
+def apply_verdict(profile: Profile, is_ato: bool, ts: int, cfg: Config) -> dict[str, float]:
+    """Learn a verdict on the account's last alerted situation; returns that situation's features
+    (empty when the verdict is about another alert, or there was none) for the models.
+
+    A ``legit`` verdict makes the situation's device, country and payee known-good for
+    ``known_good_days``, trusts the device, and marks the recent credential changes as the
+    holder's own."""
+    situation = profile.alerted
+    if situation is None:
+        return {}
+    if not is_ato:
+        until = ts + int(cfg.policy.known_good_days * DAY_MS)
+        for kind, value in (("device", situation.device), ("country", situation.country),
+                            ("payee", situation.payee)):
+            if value:
+                profile.good[f"{kind}:{value}"] = until
+        device = profile.devices.get(situation.device) if situation.device else None
+        if device is not None:
+            device.trust = 1
+        for change in profile.creds.values():
+            change.suspicious = False  # the holder made these changes
+    return situation.features
+
+
+def alerted_situation(alert_id: str, x: Context) -> AlertedSituation:
+    """What a later verdict on ``alert_id`` judges: the event's features and identifiers."""
+    return AlertedSituation(alert_id, dict(x.features()), x.event.device_id, x.country,
+                            getattr(x.event, "counterparty_id", None))
+
+
+# -- the event -----------------------------------------------------------------------------------
+
+def _new_address(first: int, last: int) -> Address:
+    return Address(first, last)
+
+
+def observe(profile: Profile, x: Context, cfg: Config, risk: float = 0.0,
+            evidence: frozenset[str] = frozenset()) -> None:
+    """Learn ``x.event`` into ``profile``: the profile's side of online learning.
+
+    When the evidence against an event risky enough for a step-up (``risk``; ``evidence``: the
+    families of its strong findings) goes beyond the device's novelty, its young device and its
+    IP address stay suspect until a verdict clears them, so the suspicion carries independent
+    evidence to the next event from them (and a device never incriminates itself)."""
+    event, ts = x.event, x.ts
+    p = profile
+    if p.n_events == 0 or ts < p.first_ts:
+        p.first_ts = ts
+    if ts > p.last_ts:
+        p.last_ts = ts
+    p.n_events += 1
+    failed = event.kind == "login_failure"  # a failed attempt is not the holder's usage
+    suspect = risk >= cfg.policy.step_up_at and bool(evidence - {"device", "model"})
+    if event.device_id and not failed:
+        d = touch(p.devices, event.device_id, ts, MAX_DEVICES, Device)
+        if suspect and x.device_young and d.trust == 0:
+            d.trust = -1
+        if x.device_home_net:
+            _set_home(d, 2)
+    if event.ip and not failed:
+        entry = touch(p.ips, event.ip, ts, MAX_IPS, _new_address)
+        if suspect and not x.device_trusted:
+            entry.suspect = True
+        if x.asn is not None:
+            entry.asn = x.asn
+            touch(p.asns, str(x.asn), ts, MAX_ASNS, Seen)
+        if type(event) is LocationEvent:
+            entry.country = event.country or entry.country
+        entry.ip_type = x.ip_type or entry.ip_type
+    if event.session_id and not failed:
+        s = touch(p.sessions, event.session_id, ts, MAX_SESSIONS, Session)
+        if event.ip and s.ip is None:
+            s.ip = event.ip  # the network the session started on
+            s.asn = x.asn
+        if event.device_id:
+            s.device = event.device_id
+    if type(event) is DeviceEvent:
+        _observe_device_event(p, x, event)
+    elif type(event) is LocationEvent:
+        _observe_fix(p, x, event)
+    else:
+        _observe_money(p, event)
+    if event.kind != "login_failure":
+        hours = p.hours
+        hour = (ts // HOUR_MS) % 24
+        hours[hour] += 1
+        if hours[hour] > 400:
+            p.hours = [h // 2 for h in hours]
+    if ts - p.pruned_ts >= DAY_MS:  # (prune checks this too; the call is the hot path's)
+        prune(p, ts, int(cfg.windows.profile_retention_days * DAY_MS),
+              int(cfg.windows.credential_change_hours * HOUR_MS))
+
+
+def _observe_device_event(p: Profile, x: Context, event: DeviceEvent) -> None:
+    kind, ts = event.kind, x.ts
+    if kind == "login_failure":
+        p.fails.append(ts)
+        if len(p.fails) > MAX_FAILS:
+            del p.fails[0]
+    elif kind in c.CREDENTIAL_KINDS:
+        # suspect only because the device making it is new (nothing else about its origin):
+        # remember which device, for that is one line of evidence, not two
+        only_device = kind != "sim_change" and x.untrusted and not x.origin_untrusted
+        p.creds[kind] = CredentialChange(ts, event.event_id, kind == "sim_change" or x.untrusted, None,
+                                         event.device_id if only_device else None)
+    elif kind == "device_bound" and event.device_id:
+        device = p.devices[event.device_id]
+        if not x.device_young and device.trust == 0:
+            device.trust = 1
+        elif x.untrusted:
+            # registering a device is adding a way in: from an untrusted origin it counts as a
+            # credential change, until the device shows up at the holder's home
+            p.creds[kind] = CredentialChange(ts, event.event_id, True, event.device_id,
+                                             None if x.origin_untrusted else event.device_id)
+
+
+def _observe_fix(p: Profile, x: Context, event: LocationEvent) -> None:
+    ts = x.ts
+    err = fix_error(p, event)
+    if err is not None and (p.last_fix is None or ts >= p.last_fix.ts):
+        p.last_fix = Fix(ts, event.lat, event.lon, err, event.country)
+    if event.country:
+        touch(p.countries, event.country, ts, MAX_COUNTRIES, Seen)
+    centre = p.centre
+    if event.kind == "gps_fix" and event.device_id and centre is not None and centre.weight >= 5:
+        d = p.devices.get(event.device_id)
+        if d is not None and haversine_km(centre.lat, centre.lon, event.lat, event.lon) <= HOME_KM:
+            _set_home(d, 1)
+    if event.kind == "gps_fix" and not x.device_young:  # the home centre learns from settled devices
+        if centre is not None:
+            wgt = min(centre.weight + 1, 50)
+            p.centre = Centre(centre.lat + (event.lat - centre.lat) / wgt,
+                              centre.lon + (event.lon - centre.lon) / wgt, wgt)
+        else:
+            p.centre = Centre(event.lat, event.lon, 1)
+
+
+def _observe_money(p: Profile, event) -> None:
+    kind, ts = event.kind, event.ts
+    if kind == "payee_added" and event.counterparty_id:
+        if event.counterparty_id not in p.payees:
+            touch(p.payees, event.counterparty_id, ts, MAX_PAYEES, Payee)  # added, never paid
+    elif event.counterparty_id and kind in c.MONEY_OUT_KINDS:
+        touch(p.payees, event.counterparty_id, ts, MAX_PAYEES, Payee).paid = True
+    if kind in c.MONEY_OUT_KINDS and event.amount is not None:
+        a = p.amount
+        v = stats.Var._from_state(a.n, a.mean, a.var) if a.n else stats.Var()
+        v.update(math.log1p(event.amount))
+        p.amount = AmountStats(v.n, v.mean.get(), v.get())
+    if kind == "loan_draw":
+        p.loan.last_draw = ts
+        p.loan.draws += 1
+    elif kind == "loan_repayment":
+        p.loan.last_repay = max(p.loan.last_repay, ts)
+        p.loan.repays += 1
+    if event.balance_after is not None:
+        p.balance = event.balance_after
+    if event.credit_limit is not None:
+        p.credit_limit = event.credit_limit
+
+
+# -- ageing ------------------------------------------------------------------------------------
+
+def prune(p: Profile, now: int, retention_ms: int, cred_ms: int) -> None:
+    """Drop entries not seen within the retention; runs at most once a day per account."""
+    if now - p.pruned_ts < DAY_MS:
+        return
+    p.pruned_ts = now
+    cutoff = now - retention_ms
+    for table in (p.devices, p.countries, p.ips, p.asns, p.payees):
+        if table:
+            for key in [k for k, v in table.items() if v.last < cutoff]:
+                del table[key]
+    if p.sessions:
+        for key in [k for k, v in p.sessions.items() if v.last < now - DAY_MS]:
+            del p.sessions[key]
+    if p.creds:
+        for key in [k for k, v in p.creds.items() if v.ts < now - cred_ms]:
+            del p.creds[key]
+    if p.good:
+        for key in [k for k, until in p.good.items() if until < now]:
+            del p.good[key]
+    if p.fails:
+        p.fails = [t for t in p.fails if t >= now - DAY_MS]

@@ -4,6 +4,10 @@ Every reader is a generator: it reads one line at a time, yields a small record 
 nothing, so a 2 GB events file costs no more memory than a small one. A tqdm progress bar (on
 stderr) follows the bytes read when ``progress`` is true.
 
+The outputs file may be a closed-loop transcript (contract v2): its input lines are counted as
+``transcript_input`` and skipped (verdicts are kept), its ``withheld`` lines are counted and
+collected; the labels file may hold enrolment lines (``enrolment``) and v2 fields.
+
 Lines that are not usable are skipped and counted in the optional ``stats`` counter, never
 fatal: blank lines, lines that are not JSON objects (``bad_json``), ``"raw"`` lines
 (``raw``), dead letters (``dead_letter``), events the engine would dead-letter

@@ -17,11 +17,29 @@ from detectors import contract as c
 from detectors.reasons import REASONS, phrase
 
 __all__ = ["Output", "alert_value", "cloudevents_headers", "command_value", "deterministic_id",
-           "message_for", "pseudonym", "sign"]
+           "message_for", "pseudonym", "sign", "verify"]
 
 PRODUCT = {"name": "atoguard", "vendor_name": "atoguard", "version": "0.1.0"}
 OCSF_VERSION = "1.3.0"
 SEVERITY = ((0.85, 5, "Critical"), (0.65, 4, "High"), (0.45, 3, "Medium"), (0.0, 2, "Low"))
+
+#: How each challenge method is named to the account holder ("confirm with ...").
+METHOD_PHRASES = {
+    "sms_otp": "the code we text to your phone",
+    "email_otp": "the code we e-mail to you",
+    "app_push": "the request in our app on a phone you already use",
+    "totp": "the code from your authenticator app",
+    "payment_password": "your payment password",
+    "face": "your face in the app",
+    "passkey": "the passkey on a device you already use",
+}
+
+#: Transitional: the methods of a step_up or freeze whose caller chose none. Only the methods no
+#: remote thief can pass for a step_up; no way back but a call for a freeze. The policy should
+#: always choose (strongest first, leaving out what the evidence says is compromised).
+UNCHOSEN_METHODS: dict[str, tuple[str, ...]] = {c.STEP_UP: ("passkey", "face"), c.FREEZE: ()}
+#: Transitional: a step_up's ``expires_at`` when its caller gives none (the contract's minimum).
+STEP_UP_MIN_EXPIRY_MS = 120_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +73,21 @@ def sign(value: dict[str, Any], key: str) -> str:
     return hmac.new(key.encode("utf-8"), canonical(body), hashlib.sha256).hexdigest()
 
 
+def verify(value: dict[str, Any], key: str) -> bool:
+    """Whether a command's ``signature`` is the HMAC of its other fields under ``key``, what the
+    account service checks before acting. Compared in constant time.
+
+    >>> cmd = {"command_id": "c1", "action": "freeze", "methods": ["face"]}
+    >>> cmd["signature"] = sign(cmd, "k")
+    >>> verify(cmd, "k"), verify({**cmd, "methods": ["sms_otp"]}, "k"), verify(cmd, "other key")
+    (True, False, False)
+    """
+    signature = value.get("signature")
+    if type(signature) is not str:
+        return False
+    return hmac.compare_digest(sign(value, key), signature)
+
+
 def pseudonym(value: str, key: str) -> str:
     """A keyed hash standing in for an IP address or device id in alerts."""
     return hmac.new(key.encode("utf-8"), value.encode("utf-8"), hashlib.sha256).hexdigest()[:20]
@@ -70,21 +103,39 @@ def _join(phrases: list[str]) -> str:
     return ", ".join(phrases[:-1]) + " and " + phrases[-1]
 
 
-def message_for(action: str, reasons: tuple[str, ...], expires_at: int | None = None) -> str:
+def _either(methods: list[str] | tuple[str, ...]) -> str:
+    """The methods as the holder reads them: "a, b or c" (the service offers the first enrolled)."""
+    words = [METHOD_PHRASES.get(m, m.replace("_", " ")) for m in methods]
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " or " + words[-1]
+
+
+def message_for(action: str, reasons: tuple[str, ...], expires_at: int | None = None,
+                methods: list[str] | tuple[str, ...] | None = None) -> str:
     """The plain-language explanation for the account holder.
+
+    ``methods`` (v2) names the check a step_up asks for, and a freeze's way back; ``None`` gives
+    the v1 wording, which names no check.
 
     >>> message_for("step_up", ("NEW_DEVICE_LOGIN",))
     'To keep your account safe we need to check it is really you: we saw a sign-in from a device we have not seen on your account before. Please complete the extra check in the app; nothing else changes.'
+    >>> message_for("step_up", ("SIM_SWAP",), methods=["face"])
+    'To keep your account safe we need to check it is really you: we saw your phone number recently moved to a new SIM card. Please confirm with your face in the app; nothing else changes.'
+    >>> message_for("freeze", ("CHALLENGE_FAILED",), methods=[])
+    'We have paused payments and credit on your account for your protection: we saw a failed identity check on your account. If this was you, please call us: only our security team can lift this pause.'
     """
     seen = _join([phrase(r) for r in reasons[:3]]) if reasons else "unusual activity"
     if action == c.STEP_UP:
+        check = "complete the extra check in the app" if not methods else f"confirm with {_either(methods)}"
         return (f"To keep your account safe we need to check it is really you: we saw {seen}. "
-                "Please complete the extra check in the app; nothing else changes.")
+                f"Please {check}; nothing else changes.")
     if action == c.FREEZE:
+        paused = f"We have paused payments and credit on your account for your protection: we saw {seen}. "
+        if methods is not None and not methods:
+            return paused + "If this was you, please call us: only our security team can lift this pause."
         until = f" at {_utc(expires_at)}" if expires_at else ""
-        return (f"We have paused payments and credit on your account for your protection: we saw {seen}. "
-                "If this was you, confirm it in the app or call us and we lift the pause at once; "
-                f"otherwise it lifts by itself{until}.")
+        way_back = ("confirm it in the app or call us and we lift the pause at once" if methods is None
+                    else f"confirm it is you with {_either(methods)} to lift the pause at once, or call us")
+        return paused + f"If this was you, {way_back}; otherwise it lifts by itself{until}."
     if action == c.CLOSE:
         return (f"We have closed your account to stop further loss: {seen}. Your money and credit line "
                 "are protected. Contact us to restore access; this can be reversed.")
@@ -94,16 +145,46 @@ def message_for(action: str, reasons: tuple[str, ...], expires_at: int | None = 
     raise ValueError(f"unknown action {action!r}")
 
 
+def _checked_methods(action: str, methods: list[str] | tuple[str, ...] | None) -> list[str] | None:
+    """The ``methods`` field of a command: a list on step_up and freeze, absent (None) otherwise.
+
+    Raises ``ValueError`` for methods on another action, an unknown or repeated method, or an
+    empty step_up list (a challenge must name a check).
+    """
+    if action not in c.METHOD_ACTIONS:
+        if methods is not None:
+            raise ValueError(f"a {action} command carries no methods (got {list(methods)!r})")
+        return None
+    chosen = list(UNCHOSEN_METHODS[action] if methods is None else methods)
+    unknown = [m for m in chosen if m not in c.METHODS]
+    if unknown:
+        raise ValueError(f"unknown challenge method(s) {unknown!r}; the contract's are {list(c.METHODS)!r}")
+    if len(set(chosen)) != len(chosen):
+        raise ValueError(f"repeated challenge method in {chosen!r}")
+    if action == c.STEP_UP and not chosen:
+        raise ValueError("a step_up needs at least one challenge method")
+    return chosen
+
+
 def command_value(*, account_id: str, action: str, reasons: tuple[str, ...], risk: float, issued_at: int,
                   expires_at: int | None, trigger_event_id: str, alert_id: str | None,
-                  policy_version: str, dry_run: bool, key: str) -> dict[str, Any]:
-    """A signed ``ato.commands`` value, exactly the contract's fields."""
+                  policy_version: str, dry_run: bool, key: str,
+                  methods: list[str] | tuple[str, ...] | None = None) -> dict[str, Any]:
+    """A signed ``ato.commands`` value, exactly the contract's fields (v2).
+
+    ``methods`` is the step_up's challenge or the freeze's way back, strongest first; it must be
+    ``None`` for unfreeze and close. A step_up or freeze given none gets :data:`UNCHOSEN_METHODS`,
+    and a step_up given no ``expires_at`` gets ``issued_at`` + :data:`STEP_UP_MIN_EXPIRY_MS`.
+    """
+    chosen = _checked_methods(action, methods)
+    if action == c.STEP_UP and expires_at is None:
+        expires_at = issued_at + STEP_UP_MIN_EXPIRY_MS
     value: dict[str, Any] = {
         "command_id": deterministic_id("command", policy_version, account_id, trigger_event_id, action),
         "account_id": account_id,
         "action": action,
         "reasons": list(reasons),
-        "message": message_for(action, reasons, expires_at),
+        "message": message_for(action, reasons, expires_at, chosen),
         "risk": round(risk, 4),
         "issued_at": issued_at,
         "expires_at": expires_at,
@@ -111,7 +192,10 @@ def command_value(*, account_id: str, action: str, reasons: tuple[str, ...], ris
         "alert_id": alert_id,
         "policy_version": policy_version,
         "dry_run": dry_run,
+        "contract_version": c.COMMAND_CONTRACT_VERSION,
     }
+    if chosen is not None:
+        value["methods"] = chosen
     value["signature"] = sign(value, key)
     return value
 

@@ -20,6 +20,8 @@ import tomllib
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from detectors.registry import REGISTRY as _REGISTRY
+
 __all__ = ["AllowEntry", "Config", "ConfigError", "DEFAULT_DETECTORS", "Keys", "Policy", "Windows"]
 
 
@@ -27,11 +29,8 @@ class ConfigError(ValueError):
     """A configuration value is missing, unknown or of the wrong type or range."""
 
 
-DEFAULT_DETECTORS = (
-    "impossible_travel", "new_device", "new_country", "risky_network", "session_hijack",
-    "failed_logins", "credential_then_money", "out_of_character", "drain", "cross_account",
-    "login_burst", "behaviour_anomaly", "supervised",
-)
+#: every registered detector, in registry order (:data:`detectors.registry.REGISTRY` is the list)
+DEFAULT_DETECTORS = tuple(_REGISTRY)
 
 
 @dataclass(frozen=True)

@@ -12,11 +12,10 @@ from detectors.rules.location import ImpossibleTravel, NewCountry
 from detectors.rules.money import Drain, OutOfCharacter
 from detectors.rules.network import RiskyNetwork, SessionHijack
 
-RULES = {
-    cls.name: cls
-    for cls in (ImpossibleTravel, NewDevice, NewCountry, RiskyNetwork, SessionHijack, FailedLogins,
-                CredentialThenMoney, OutOfCharacter, Drain, CrossAccount, LoginBurst)
-}
+from detectors.registry import REGISTRY as _REGISTRY
+
+#: name -> class of every registered rule, in registry order (derived from the registry)
+RULES = {name: entry.detector_class() for name, entry in _REGISTRY.items() if entry.kind == "rule"}
 
 __all__ = [
     "CredentialThenMoney", "CrossAccount", "Drain", "FailedLogins", "ImpossibleTravel", "LoginBurst",

@@ -1,9 +1,11 @@
 """The wire contract in code: every kind decodes, every class of bad input is dead-lettered with
-its reason and original bytes, and the JSON Schema files agree with the decoder."""
+its reason and original bytes, and the JSON Schema files agree with the decoder; v1 input stays
+valid under v2, and v2 commands are signed, schema-valid and tell the holder the way back."""
 
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 from pathlib import Path
 
@@ -18,19 +20,27 @@ from detectors.events import (
     BadInput, DeadLetter, DeviceEvent, LocationEvent, TransactionEvent, Verdict, decode,
     decode_or_dead_letter, to_dict,
 )
+from detectors.outputs import command_value, sign, verify
 
-SCHEMAS = Path(__file__).resolve().parents[1] / "schemas" / "v1"
+SCHEMA_ROOT = Path(__file__).resolve().parents[1] / "schemas"
 SCHEMA_FILE = {c.DEVICE: "device", c.LOCATION: "location", c.TRANSACTION: "transaction",
                c.VERDICTS: "verdict"}
+V1_KINDS = {c.DEVICE: c.DEVICE_KINDS - c.CHALLENGE_KINDS, c.LOCATION: c.LOCATION_KINDS,
+            c.TRANSACTION: c.TRANSACTION_KINDS}
 
 
-def validator(name: str) -> jsonschema.Draft202012Validator:
-    schema = json.loads((SCHEMAS / f"{name}.schema.json").read_text())
+def validator(name: str, version: str = c.CONTRACT_VERSION) -> jsonschema.Draft202012Validator:
+    schema = json.loads((SCHEMA_ROOT / version / f"{name}.schema.json").read_text())
     jsonschema.Draft202012Validator.check_schema(schema)
     return jsonschema.Draft202012Validator(schema, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
 
 
+def valid(v: jsonschema.Draft202012Validator, value) -> bool:
+    return not list(v.iter_errors(value))
+
+
 VALIDATORS = {topic: validator(name) for topic, name in SCHEMA_FILE.items()}
+V1_VALIDATORS = {topic: validator(name, "v1") for topic, name in SCHEMA_FILE.items()}
 
 BASE = {"event_id": "e1", "account_id": "a1", "ts": 1764000000000}
 MINIMAL = {
@@ -38,10 +48,13 @@ MINIMAL = {
     c.LOCATION: {"lat": 52.52, "lon": 13.405},
     c.TRANSACTION: {"amount": 12.5},
 }
+#: What a kind adds to its topic's minimal example (a challenge names its method).
+KIND_MINIMAL = {c.CHALLENGE_PASSED: {"method": "face"},
+                c.CHALLENGE_FAILED: {"method": "sms_otp", "reason": "wrong_code"}}
 
 
 def example(topic: str, kind: str, **extra) -> dict:
-    return {**BASE, "kind": kind, **MINIMAL[topic], **extra}
+    return {**BASE, "kind": kind, **MINIMAL[topic], **KIND_MINIMAL.get(kind, {}), **extra}
 
 
 def encode(obj) -> bytes:
@@ -56,6 +69,53 @@ def test_every_contract_kind_decodes_and_passes_the_schema(topic, kind):
     event = decode(topic, encode(value), key=b"a1")
     assert (event.topic, event.kind, event.account_id, event.ts) == (topic, kind, "a1", BASE["ts"])
     assert list(VALIDATORS[topic].iter_errors(value)) == []
+
+
+@pytest.mark.parametrize("topic,kind", [(t, k) for t in c.EVENT_TOPICS for k in sorted(V1_KINDS[t])])
+def test_v1_examples_stay_valid_under_v2(topic, kind):
+    value = example(topic, kind, device_id="d1", ip="203.0.113.7")
+    assert valid(V1_VALIDATORS[topic], value) and valid(VALIDATORS[topic], value)
+    assert decode(topic, encode(value)).kind == kind
+
+
+@pytest.mark.parametrize("kind", sorted(c.CHALLENGE_KINDS))
+def test_challenge_kinds_are_v2_only(kind):
+    value = example(c.DEVICE, kind)
+    assert valid(VALIDATORS[c.DEVICE], value) and not valid(V1_VALIDATORS[c.DEVICE], value)
+
+
+def test_a_challenge_outcome_keeps_its_v2_fields():
+    value = example(c.DEVICE, c.CHALLENGE_FAILED, method="app_push", reason="denied", command_id="cmd-1",
+                    device_id="d1", session_id="S", ip="198.51.100.4")
+    event = decode(c.DEVICE, encode(value), key=b"a1")
+    assert (event.method, event.reason, event.command_id) == ("app_push", "denied", "cmd-1")
+    assert to_dict(event) == value
+
+
+@pytest.mark.parametrize("method", c.METHODS)
+def test_every_method_is_a_challenge_method(method):
+    event = decode(c.DEVICE, encode(example(c.DEVICE, c.CHALLENGE_PASSED, method=method)))
+    assert event.method == method
+
+
+def test_auth_method_and_attestation_are_optional_on_any_device_kind():
+    plain = decode(c.DEVICE, encode(example(c.DEVICE, "login_success")))
+    assert (plain.auth_method, plain.attestation, plain.method) == (None, None, None)
+    for auth_method in c.AUTH_METHODS:
+        for attestation in c.ATTESTATIONS:
+            value = example(c.DEVICE, "login_success", auth_method=auth_method, attestation=attestation)
+            event = decode(c.DEVICE, encode(value))
+            assert (event.auth_method, event.attestation) == (auth_method, attestation)
+            assert valid(VALIDATORS[c.DEVICE], value)
+
+
+def test_v1_positional_construction_still_works_and_decoded_records_are_frozen():
+    built = DeviceEvent("e1", "a1", 5, "login_success", "d1", "S", "203.0.113.7")
+    decoded = decode(c.DEVICE, encode({"event_id": "e1", "account_id": "a1", "ts": 5, "kind": "login_success",
+                                       "device_id": "d1", "session_id": "S", "ip": "203.0.113.7"}))
+    assert decoded == built and hash(decoded) == hash(built)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        decoded.method = "face"
 
 
 def test_the_contract_file_example_decodes():
@@ -109,6 +169,20 @@ BAD = [
     ("event_id too long", encode({**BASE, "event_id": "x" * 129, "kind": "logout"}), c.OUT_OF_RANGE),
     ("negative ts", encode({**BASE, "ts": -1, "kind": "logout"}), c.OUT_OF_RANGE),
     ("bad ip", encode({**BASE, "kind": "logout", "ip": "999.1.1.1"}), c.OUT_OF_RANGE),
+    # v2
+    ("challenge without method", encode({**BASE, "kind": "challenge_failed", "reason": "timeout"}), c.MISSING_FIELD),
+    ("challenge with null method", encode({**BASE, "kind": "challenge_passed", "method": None}), c.MISSING_FIELD),
+    ("unknown method", encode({**BASE, "kind": "challenge_passed", "method": "carrier_pigeon"}), c.OUT_OF_RANGE),
+    ("method not a string", encode({**BASE, "kind": "challenge_passed", "method": 3}), c.WRONG_TYPE),
+    ("bad failure reason", encode({**BASE, "kind": "challenge_failed", "method": "totp", "reason": "bored"}),
+     c.OUT_OF_RANGE),
+    ("unknown method on a login", encode({**BASE, "kind": "login_success", "method": "retina"}), c.OUT_OF_RANGE),
+    ("empty command_id", encode({**BASE, "kind": "challenge_passed", "method": "face", "command_id": ""}),
+     c.OUT_OF_RANGE),
+    ("command_id too long", encode({**BASE, "kind": "challenge_passed", "method": "face", "command_id": "c" * 129}),
+     c.OUT_OF_RANGE),
+    ("unknown auth_method", encode({**BASE, "kind": "login_success", "auth_method": "magic"}), c.OUT_OF_RANGE),
+    ("attestation not a string", encode({**BASE, "kind": "login_success", "attestation": True}), c.WRONG_TYPE),
 ]
 BAD_TOPIC = {"missing lat": c.LOCATION, "amount missing for payment": c.TRANSACTION}
 
@@ -186,18 +260,28 @@ def _field_values():
         "source": st.one_of(st.sampled_from(["analyst", "user"]), anything),
         "verdict_id": st.one_of(st.just("v1"), anything),
         "accuracy_m": anything, "currency": anything, "channel": anything, "device_id": anything,
+        # v2
+        "method": st.one_of(st.sampled_from([*c.METHODS, "retina"]), anything),
+        "reason": st.one_of(st.sampled_from([*c.FAILURE_REASONS, "bored"]), anything),
+        "command_id": st.one_of(st.sampled_from(["cmd-1", "", "c" * 128, "c" * 129]), anything),
+        "auth_method": st.one_of(st.sampled_from([*c.AUTH_METHODS, "magic"]), anything),
+        "attestation": st.one_of(st.sampled_from([*c.ATTESTATIONS, "meh"]), anything),
     }
 
 
+V2_FIELDS = ("method", "reason", "command_id", "auth_method", "attestation")
+
+
 @st.composite
-def messages(draw):
+def messages(draw, kinds=c.KINDS, skip=()):
+    """A message of an input topic, a valid example with some fields replaced or removed."""
     topic = draw(st.sampled_from(list(SCHEMA_FILE)))
-    vals = _field_values()
+    vals = {name: strategy for name, strategy in _field_values().items() if name not in skip}
     names = draw(st.sets(st.sampled_from(sorted(vals)), max_size=len(vals)))
     if topic == c.VERDICTS:
         base = {"verdict_id": "v1", "account_id": "a1", "ts": 1, "label": "ato", "source": "user"}
     else:
-        base = example(topic, draw(st.sampled_from(sorted(c.KINDS[topic]))))
+        base = example(topic, draw(st.sampled_from(sorted(kinds[topic]))))
     obj = dict(base)
     for name in names:
         if draw(st.booleans()):
@@ -207,14 +291,154 @@ def messages(draw):
     return topic, obj
 
 
-@settings(max_examples=600, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+def _decodes(topic: str, obj) -> bool:
+    try:
+        decode(topic, encode(obj))
+    except BadInput:
+        return False
+    return True
+
+
+@settings(max_examples=800, suppress_health_check=[HealthCheck.too_slow], deadline=None)
 @given(messages())
 def test_decoder_and_json_schema_agree(message):
     topic, obj = message
-    schema_ok = not list(VALIDATORS[topic].iter_errors(obj))
-    try:
-        decode(topic, encode(obj))
-        decoder_ok = True
-    except BadInput:
-        decoder_ok = False
-    assert decoder_ok == schema_ok, obj
+    assert _decodes(topic, obj) == valid(VALIDATORS[topic], obj), obj
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@given(messages(kinds=V1_KINDS, skip=V2_FIELDS))
+def test_on_v1_input_the_decoder_agrees_with_the_v1_schemas_too(message):
+    topic, obj = message
+    assert _decodes(topic, obj) == valid(V1_VALIDATORS[topic], obj), obj
+
+
+# -- commands (v2) ------------------------------------------------------------------------------
+
+KEY = "test-command-key"
+COMMAND_V2 = validator("command")
+COMMAND_V1 = validator("command", "v1")
+T = 1_764_000_000_000
+
+
+def command(action: str, methods=None, **overrides) -> dict:
+    args = dict(account_id="a1", action=action, reasons=("SIM_SWAP", "NEW_DEVICE_LOGIN"), risk=0.9,
+                issued_at=T, expires_at=T + 3_600_000 if action == c.FREEZE else None, trigger_event_id="e1",
+                alert_id="al1", policy_version="p1", dry_run=False, key=KEY, methods=methods)
+    return command_value(**{**args, **overrides})
+
+
+COMMANDS = [
+    (c.STEP_UP, ["passkey", "face", "totp"]), (c.STEP_UP, None), (c.FREEZE, ["face"]), (c.FREEZE, []),
+    (c.FREEZE, None), (c.UNFREEZE, None), (c.CLOSE, None),
+]
+
+
+@pytest.mark.parametrize("action,methods", COMMANDS)
+def test_commands_are_v2_valid_and_not_v1(action, methods):
+    cmd = command(action, methods)
+    assert cmd["contract_version"] == c.COMMAND_CONTRACT_VERSION
+    assert valid(COMMAND_V2, cmd), list(COMMAND_V2.iter_errors(cmd))
+    assert not valid(COMMAND_V1, cmd)
+    assert ("methods" in cmd) == (action in c.METHOD_ACTIONS)
+    if methods is not None:
+        assert cmd["methods"] == methods
+
+
+@pytest.mark.parametrize("action,methods", COMMANDS)
+def test_the_signature_verifies_and_covers_every_field(action, methods):
+    cmd = command(action, methods)
+    assert verify(cmd, KEY) and not verify(cmd, "another key")
+    for name, value in cmd.items():
+        if name == "signature":
+            continue
+        altered = {**cmd, name: "tampered" if value != "tampered" else "other"}
+        assert not verify(altered, KEY), name
+    assert not verify({k: v for k, v in cmd.items() if k != "signature"}, KEY)
+
+
+def test_a_changed_method_list_breaks_the_signature():
+    cmd = command(c.FREEZE, ["face"])
+    assert not verify({**cmd, "methods": ["face", "sms_otp"]}, KEY)
+    assert not verify({**cmd, "methods": []}, KEY)
+
+
+DROP = object()
+
+
+@pytest.mark.parametrize("change", [
+    {"contract_version": 1}, {"contract_version": DROP}, {"methods": DROP}, {"methods": []},
+    {"methods": ["retina"]}, {"methods": ["face", "face"]}, {"expires_at": None},
+], ids=lambda change: next(iter(change)))
+def test_the_command_schema_rejects_a_broken_step_up(change):
+    cmd = {**command(c.STEP_UP, ["face"]), **change}
+    cmd = {k: v for k, v in cmd.items() if v is not DROP}
+    cmd["signature"] = sign(cmd, KEY)
+    assert not valid(COMMAND_V2, cmd)
+
+
+def test_the_command_schema_wants_methods_on_freeze_and_forbids_them_elsewhere():
+    freeze = command(c.FREEZE, ["face"])
+    no_way_back = {k: v for k, v in freeze.items() if k != "methods"}
+    assert not valid(COMMAND_V2, no_way_back)
+    for action in (c.UNFREEZE, c.CLOSE):
+        assert not valid(COMMAND_V2, {**command(action), "methods": ["face"]})
+        assert not valid(COMMAND_V2, {**command(action), "methods": []})
+
+
+@pytest.mark.parametrize("action,methods", [
+    (c.UNFREEZE, ["face"]), (c.CLOSE, []), (c.STEP_UP, []), (c.FREEZE, ["retina"]), (c.STEP_UP, ["face", "face"]),
+])
+def test_command_value_refuses_methods_the_contract_does_not_allow(action, methods):
+    with pytest.raises(ValueError):
+        command(action, methods)
+
+
+def test_a_step_up_expires_no_sooner_than_two_minutes():
+    assert command(c.STEP_UP, ["face"])["expires_at"] >= T + 120_000
+    assert command(c.STEP_UP, ["face"], expires_at=T + 300_000)["expires_at"] == T + 300_000
+
+
+def test_messages_name_the_check_and_the_way_back():
+    step_up = command(c.STEP_UP, ["face", "passkey"])["message"]
+    assert "your face in the app" in step_up and "passkey" in step_up
+    assert "face" not in command(c.STEP_UP, ["totp"])["message"]
+    way_back = command(c.FREEZE, ["passkey"])["message"]
+    assert "passkey" in way_back and "lift the pause at once" in way_back
+    no_way_back = command(c.FREEZE, [])["message"]
+    assert "call us" in no_way_back and "lift the pause at once" not in no_way_back
+
+
+# -- labels file (v2) ---------------------------------------------------------------------------
+
+LABELS = validator("labels")
+INCIDENT = {"account_id": "a1", "scenario": "sim_swap_payout", "label": "ato", "start_ts": T,
+            "end_ts": T + 900_000, "first_loss_ts": T + 600_000, "event_ids": ["e1", "e2"]}
+
+
+@pytest.mark.parametrize("line", [
+    INCIDENT,
+    {**INCIDENT, "attacker_passes": ["sms_otp"]},
+    {**INCIDENT, "attacker_passes": []},
+    {**INCIDENT, "label": "legit", "scenario": "travel", "first_loss_ts": None},
+    {**INCIDENT, "label": "legit", "scenario": "lost_phone", "first_loss_ts": None, "holder_passes": ["sms_otp", "face"]},
+    {"account_id": "a1", "label": "enrolled", "methods": ["sms_otp", "face"]},
+    {"account_id": "a1", "label": "enrolled", "methods": []},
+], ids=lambda line: f"{line['label']}-{sorted(line)[0]}-{len(line)}")
+def test_labels_lines_of_the_contract_are_valid(line):
+    assert valid(LABELS, line), list(LABELS.iter_errors(line))
+
+
+@pytest.mark.parametrize("line", [
+    {**INCIDENT, "attacker_passes": ["telepathy"]},
+    {**INCIDENT, "holder_passes": ["face"]},
+    {**INCIDENT, "label": "legit", "attacker_passes": ["face"]},
+    {**INCIDENT, "label": "maybe"},
+    {k: v for k, v in INCIDENT.items() if k != "event_ids"},
+    {"account_id": "a1", "label": "enrolled"},
+    {"account_id": "a1", "label": "enrolled", "methods": ["face", "retina"]},
+    {"account_id": "a1", "label": "enrolled", "methods": "face"},
+    {"label": "enrolled", "methods": ["face"]},
+], ids=lambda line: "-".join(sorted(line)))
+def test_labels_lines_outside_the_contract_are_rejected(line):
+    assert not valid(LABELS, line)

@@ -1,7 +1,7 @@
 # Developer shortcuts. .ci/run drives the same targets on a clean clone.
 #
 #   make venv    .venv with atoguard installed editable, plus the test tools
-#   make jars    the Kafka broker jars from Maven Central (cached; see streams/broker.py)
+#   make jars    the Kafka broker jars from Maven Central (cached; see tools/kafka_broker.py)
 #   make test    venv, then the whole test suite: .venv/bin/pytest -q
 #                (starts its own broker, or uses ATOGUARD_TEST_BOOTSTRAP=host:port)
 #   make demo    broker, topics, worker and simulated traffic, then the report

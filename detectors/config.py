@@ -51,8 +51,10 @@ class Policy:
     alert_cooldown_minutes: float = 30.0
     #: within a cooldown, a new alert needs at least this much more risk
     min_escalation: float = 0.1
-    #: a ``legit`` verdict trusts the situation it cleared for this long
+    #: a ``legit`` verdict, or a strong challenge pass, trusts the situation for this long
     known_good_days: float = 90.0
+    #: a step-up left unanswered this long counts as failed (the contract asks for >= 2 minutes)
+    challenge_expiry_minutes: float = 5.0
 
     def check(self) -> None:
         for name in ("alert_at", "step_up_at", "freeze_at", "strong_at", "min_escalation"):
@@ -60,6 +62,9 @@ class Policy:
         if not self.alert_at <= self.step_up_at <= self.freeze_at:
             raise ConfigError("policy: thresholds must satisfy alert_at <= step_up_at <= freeze_at, got "
                               f"{self.alert_at} / {self.step_up_at} / {self.freeze_at}")
+        if self.challenge_expiry_minutes < 2:
+            raise ConfigError("policy.challenge_expiry_minutes: must be >= 2 (contract v2), got "
+                              f"{self.challenge_expiry_minutes}")
         for name in ("freeze_ttl_hours", "step_up_cooldown_minutes", "alert_cooldown_minutes", "known_good_days"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"policy.{name}: must be >= 0, got {getattr(self, name)}")
@@ -167,19 +172,49 @@ _ENV_PREFIX = "ATOGUARD_"
 
 
 def _apply_env(data: dict[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
+    """``data`` with the ``ATOGUARD_<SECTION>__<KEY>`` overrides of ``env`` applied.
+
+    A section that is not a table of the configuration, or a section written with one
+    underscore (``ATOGUARD_POLICY_DRY_RUN``), is a :class:`ConfigError` naming the right form;
+    an unknown key is refused later, with the known keys, by :meth:`Config.from_mapping`.
+
+    >>> _apply_env({}, {"ATOGUARD_POLICY__DRY_RUN": "true", "ATOGUARD_TOPIC_PREFIX": "x."})
+    {'policy': {'dry_run': True}}
+    >>> _apply_env({}, {"ATOGUARD_POLICY_DRY_RUN": "true"})
+    Traceback (most recent call last):
+    ...
+    detectors.config.ConfigError: ATOGUARD_POLICY_DRY_RUN sets nothing: a policy setting takes two underscores after the section, ATOGUARD_POLICY__DRY_RUN
+    """
+    sections = _env_sections()
     data = {k: (dict(v) if isinstance(v, dict) else v) for k, v in data.items()}
     for name, raw in env.items():
-        if not name.startswith(_ENV_PREFIX) or "__" not in name:
+        if not name.startswith(_ENV_PREFIX):
             continue
-        section, key = name[len(_ENV_PREFIX):].lower().split("__", 1)
-        if section not in {f.name for f in dataclasses.fields(Config)}:
+        rest = name[len(_ENV_PREFIX):]
+        if "__" not in rest:
+            for section in sections:
+                if rest.lower().startswith(section + "_") and len(rest) > len(section) + 1:
+                    right = f"{_ENV_PREFIX}{section.upper()}__{rest[len(section) + 1:]}"
+                    raise ConfigError(f"{name} sets nothing: a {section} setting takes two underscores "
+                                      f"after the section, {right}")
             continue
+        section, key = rest.lower().split("__", 1)
+        if section not in sections:
+            raise ConfigError(f"{name}: unknown section {section!r}; the sections are "
+                              f"{', '.join(sections)} (ATOGUARD_<SECTION>__<KEY>)")
         try:
             value: Any = tomllib.loads(f"v = {raw}")["v"]
         except tomllib.TOMLDecodeError:
             value = raw  # a bare string
         data.setdefault(section, {})[key] = value
     return data
+
+
+def _env_sections() -> tuple[str, ...]:
+    """The configuration's tables (``policy``, ``windows``, ``keys``): what an
+    ``ATOGUARD_<SECTION>__<KEY>`` variable can set."""
+    return tuple(f.name for f in dataclasses.fields(Config)
+                 if (f.type if isinstance(f.type, str) else f.type.__name__) in ("Policy", "Windows", "Keys"))
 
 
 def _build(cls: type, data: Mapping[str, Any], path: str) -> Any:

@@ -1,5 +1,8 @@
 """A local single-node Apache Kafka 4 (KRaft) for development, tests and the demo.
 
+A thin wrapper around the development tool :mod:`tools.kafka_broker`; not for production
+(see deploy/ for a three-broker cluster).
+
 The broker runs from jars fetched once from Maven Central with mvn (needs java 17+ and mvn),
 listens on 127.0.0.1 only and keeps everything (config, data, logs, pid file) in one data dir.
 To use a Kafka cluster you already have, skip this command and set
@@ -12,7 +15,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from streams.broker import Broker, BrokerConfig, BrokerError
+from streams.cli import add_config_option, load_policy
+from tools.kafka_broker import Broker, BrokerConfig, BrokerError
 
 EPILOG = """\
 examples:
@@ -47,6 +51,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     where.add_argument("--lib-dir", type=Path, help="jar cache folder "
                        "(default deploy/kafka/lib/<version>)")
     where.add_argument("--heap", help="JVM maximum heap, e.g. 768m (default) or 1g")
+    add_config_option(common)
 
     sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     start = sub.add_parser("start", parents=[common], help="start the broker and wait until it answers")
@@ -60,6 +65,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    load_policy(args)  # accepted like everywhere; a broken file is said at once
     try:
         broker = Broker(BrokerConfig.from_env(
             port=args.port, controller_port=args.controller_port, data_dir=args.data_dir,

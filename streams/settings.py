@@ -12,6 +12,14 @@ atoguard at an existing cluster takes one variable::
 | ``ATOGUARD_TOPIC_PREFIX`` | ``topic_prefix`` | ``ato.`` |
 | ``ATOGUARD_PARTITIONS`` | ``partitions`` | ``6`` |
 | ``ATOGUARD_REPLICATION_FACTOR`` | ``replication_factor`` | ``1`` |
+| ``ATOGUARD_SECURITY_PROTOCOL`` | ``security_protocol`` | ``PLAINTEXT`` |
+| ``ATOGUARD_SASL_MECHANISM`` | ``sasl_mechanism`` | empty (none) |
+| ``ATOGUARD_SASL_USERNAME`` | ``sasl_username`` | empty |
+| ``ATOGUARD_SASL_PASSWORD`` | ``sasl_password`` | empty |
+
+Every other ``ATOGUARD_*`` variable is listed in :data:`ENVIRONMENT` (what ``atoguard --help``
+prints); :func:`check_environment` refuses a close misspelling of one of them, and a policy
+override written with one underscore (``ATOGUARD_POLICY_DRY_RUN``).
 
 A bad value raises ``ValueError`` naming the field, the variable and what is expected.
 Adding a setting is adding a typed field with a default (and a check in ``_validate`` when
@@ -28,12 +36,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["ENV_PREFIX", "Settings"]
+__all__ = ["ENVIRONMENT", "ENV_PREFIX", "Settings", "check_environment"]
 
 ENV_PREFIX = "ATOGUARD_"
 
 _TOPIC_CHARS = re.compile(r"[A-Za-z0-9._-]*")
 _HOST_PORT = re.compile(r"^(?P<host>\[[0-9A-Fa-f:.]+\]|[^\s:/\[\]]+):(?P<port>\d{1,5})$")
+_SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+_SASL_MECHANISMS = ("", "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
@@ -53,12 +63,21 @@ class Settings:
         one account's events land on the same partition number everywhere (co-partitioning).
     replication_factor
         Replicas of each topic atoguard creates (1 on the local single-node broker).
+    security_protocol
+        ``PLAINTEXT``, ``SSL``, ``SASL_PLAINTEXT`` or ``SASL_SSL``.
+    sasl_mechanism, sasl_username, sasl_password
+        SASL credentials (``PLAIN``, ``SCRAM-SHA-256`` or ``SCRAM-SHA-512``), used by the
+        command-line clients; the password is never printed.
     """
 
     bootstrap_servers: str = "127.0.0.1:9092"
     topic_prefix: str = "ato."
     partitions: int = 6
     replication_factor: int = 1
+    security_protocol: str = "PLAINTEXT"
+    sasl_mechanism: str = ""
+    sasl_username: str = ""
+    sasl_password: str = dataclasses.field(default="", repr=False)
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -70,7 +89,7 @@ class Settings:
         ``None`` overrides are ignored, so unset command-line options can be passed as they are.
 
         >>> Settings.from_env({"ATOGUARD_PARTITIONS": "12"}, topic_prefix="t.", partitions=None)
-        Settings(bootstrap_servers='127.0.0.1:9092', topic_prefix='t.', partitions=12, replication_factor=1)
+        Settings(bootstrap_servers='127.0.0.1:9092', topic_prefix='t.', partitions=12, replication_factor=1, security_protocol='PLAINTEXT', sasl_mechanism='', sasl_username='')
         """
         env = os.environ if environ is None else environ
         types = typing.get_type_hints(cls)
@@ -86,6 +105,78 @@ class Settings:
     def servers(self) -> list[str]:
         """``bootstrap_servers`` as the list the Kafka clients take."""
         return [s.strip() for s in self.bootstrap_servers.split(",") if s.strip()]
+
+    def client_options(self, timeout_s: float | None = None) -> dict[str, Any]:
+        """Keyword arguments for any kafka-python client: servers, security and, with
+        ``timeout_s``, a bound on connecting and on each request (the library's defaults wait
+        30 s for an unreachable cluster).
+
+        >>> Settings().client_options(5)["bootstrap_timeout_ms"]
+        5000
+        """
+        options: dict[str, Any] = {"bootstrap_servers": self.servers(),
+                                   "security_protocol": self.security_protocol}
+        if self.sasl_mechanism:
+            options.update(sasl_mechanism=self.sasl_mechanism, sasl_plain_username=self.sasl_username,
+                           sasl_plain_password=self.sasl_password)
+        if timeout_s is not None:
+            ms = max(100, int(timeout_s * 1000))
+            options.update(bootstrap_timeout_ms=ms, request_timeout_ms=max(ms, 1000))
+        return options
+
+
+#: Every plain ``ATOGUARD_*`` variable any part of atoguard reads, with what it sets. Policy
+#: overrides (``ATOGUARD_<SECTION>__<KEY>``) are checked by :mod:`detectors.config` instead.
+ENVIRONMENT: dict[str, str] = {
+    **{ENV_PREFIX + f.name.upper(): f"Kafka settings: {f.name}" for f in dataclasses.fields(Settings)},
+    "ATOGUARD_CONFIG": "policy/engine configuration file (TOML), like --config",
+    "ATOGUARD_APP_ID": "atoguard run: consumer group and internal topic prefix",
+    "ATOGUARD_INSTANCE_ID": "atoguard run: static group membership id",
+    "ATOGUARD_STORE": "atoguard run: table store, rocksdb or memory",
+    "ATOGUARD_DATA_DIR": "atoguard run: tables and model snapshots of this worker",
+    "ATOGUARD_SNAPSHOT": "atoguard run: model snapshot file",
+    "ATOGUARD_WEB_PORT": "atoguard run: port of /metrics and /healthz",
+    "ATOGUARD_WEB_HOST": "atoguard run: bind address of the web port",
+    "ATOGUARD_LOG_LEVEL": "atoguard run: log level",
+    "ATOGUARD_BROKER_PORT": "atoguard broker: client port of the local broker",
+    "ATOGUARD_BROKER_CONTROLLER_PORT": "atoguard broker: KRaft controller port",
+    "ATOGUARD_BROKER_DATA_DIR": "atoguard broker: data dir of the local broker",
+    "ATOGUARD_BROKER_HEAP": "atoguard broker: JVM maximum heap",
+    "ATOGUARD_KAFKA_VERSION": "atoguard broker: Kafka release fetched from Maven Central",
+    "ATOGUARD_KAFKA_LIB": "atoguard broker: Kafka jar cache folder",
+    "ATOGUARD_TEST_BOOTSTRAP": "tests: use the Kafka at host:port instead of starting one",
+    "ATOGUARD_DARPA_ZIP": "bench: path of the DARPA data set archive",
+}
+
+
+def check_environment(environ: Mapping[str, str] | None = None) -> None:
+    """Refuse ``ATOGUARD_*`` variables that look like a setting but set nothing.
+
+    A policy override with one underscore after its section (``ATOGUARD_POLICY_DRY_RUN``) and a
+    close misspelling of a known variable (``ATOGUARD_BOOTSTRAP_SERVER``) raise ``ValueError``
+    saying what was meant; other variables of the prefix are left alone.
+
+    >>> check_environment({"ATOGUARD_TOPIC_PREFIX": "x."})
+    >>> check_environment({"ATOGUARD_TOPIC_PREFX": "x."})
+    Traceback (most recent call last):
+    ...
+    ValueError: unknown variable ATOGUARD_TOPIC_PREFX; did you mean ATOGUARD_TOPIC_PREFIX? (atoguard --help lists them all)
+    """
+    import difflib
+
+    from detectors.config import _apply_env
+
+    env = os.environ if environ is None else environ
+    # the form and section of policy overrides; their keys and values are checked when the
+    # configuration is loaded (they may depend on the configuration file)
+    _apply_env({}, env)
+    for name in sorted(env):
+        if not name.startswith(ENV_PREFIX) or "__" in name or name in ENVIRONMENT:
+            continue
+        close = difflib.get_close_matches(name, ENVIRONMENT, n=1, cutoff=0.85)
+        if close:
+            raise ValueError(f"unknown variable {name}; did you mean {close[0]}? "
+                             "(atoguard --help lists them all)")
 
 
 def _parse(text: str, kind: Any, name: str, variable: str) -> Any:
@@ -115,6 +206,12 @@ def _validate(s: Settings) -> None:
     if not _TOPIC_CHARS.fullmatch(s.topic_prefix) or len(s.topic_prefix) > 200:
         raise ValueError(f"topic_prefix {s.topic_prefix!r} may only hold letters, digits, '.', "
                          f"'_' and '-' (env {ENV_PREFIX}TOPIC_PREFIX)")
+    if s.security_protocol not in _SECURITY_PROTOCOLS:
+        raise ValueError(f"security_protocol {s.security_protocol!r}: expected one of "
+                         f"{', '.join(_SECURITY_PROTOCOLS)} (env {ENV_PREFIX}SECURITY_PROTOCOL)")
+    if s.sasl_mechanism not in _SASL_MECHANISMS:
+        raise ValueError(f"sasl_mechanism {s.sasl_mechanism!r}: expected one of "
+                         f"{', '.join(m for m in _SASL_MECHANISMS if m)} (env {ENV_PREFIX}SASL_MECHANISM)")
     for name in ("partitions", "replication_factor"):
         value = getattr(s, name)
         if type(value) is not int or value < 1:

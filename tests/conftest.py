@@ -1,6 +1,6 @@
 """Shared fixtures: one real Kafka broker per session, fresh topics and groups per test.
 
-``kafka`` (session) starts the local broker of :mod:`streams.broker` on free ports with a
+``kafka`` (session) starts the local broker of :mod:`tools.kafka_broker` on free ports with a
 temporary data dir, or, when ``ATOGUARD_TEST_BOOTSTRAP=host:port`` is set (``.ci/run`` does),
 uses the broker that answers there and leaves it running. Tests never share topics or consumer
 groups: ``topic_prefix`` is new for every test (``t<8 hex>.``), ``fresh_topics`` creates the
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from streams.broker import Broker, BrokerConfig, BrokerError, answers
+from tools.kafka_broker import Broker, BrokerConfig, BrokerError, answers
 from streams.deadletter import prime_metadata
 from streams.settings import Settings
 from streams.topics import create_topics

@@ -7,7 +7,7 @@ import orjson
 import pytest
 
 from streams import cli
-from streams.broker import Broker, BrokerConfig, answers
+from tools.kafka_broker import Broker, BrokerConfig, answers
 from streams.settings import Settings
 from streams.topics import create_topics, registry, topic_name
 

@@ -12,7 +12,7 @@ import pytest
 import streams.settings
 import streams.topics
 from detectors import contract as c
-from streams.broker import KAFKA_VERSION, POM, Broker, BrokerConfig
+from tools.kafka_broker import KAFKA_VERSION, POM, Broker, BrokerConfig
 from streams.settings import Settings
 from streams.topics import input_topic_names, registry, spec, topic_name
 

@@ -373,7 +373,7 @@ class Broker:
     def _write_properties(self) -> None:
         cfg = self.config
         cfg.log_file.parent.mkdir(parents=True, exist_ok=True)
-        header = "# written by streams/broker.py on every start; edit BrokerConfig, not this file\n"
+        header = "# written by tools/kafka_broker.py on every start; edit BrokerConfig, not this file\n"
         body = "".join(f"{k}={v}\n" for k, v in self.properties().items())
         cfg.properties_file.write_text(header + body)
 

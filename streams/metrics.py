@@ -17,6 +17,10 @@ several apps in one process.
 | ``atoguard_consumer_lag`` | gauge | ``topic``, ``partition``: high water mark minus the last offset read |
 | ``atoguard_table_keys`` | gauge | ``table``: keys in the worker's local table partitions |
 | ``atoguard_snapshots_total`` | counter | ``outcome`` (``saved``, ``loaded``, ``refused``, ``missing``) |
+| ``atoguard_late_events_total`` | counter | ``topic``: processed although earlier than the partition's stream time minus the allowed lateness (Quix runtime) |
+
+:class:`MetricsServer` serves ``/metrics`` and ``/healthz`` from a thread for a runtime that has
+no web server of its own (the Quix runtime; Faust serves them through its own web app).
 
 >>> m = WorkerMetrics()
 >>> m.commands.inc(action="freeze")
@@ -27,10 +31,13 @@ True
 from __future__ import annotations
 
 import bisect
+import json
 import math
+import threading
 from collections.abc import Callable, Iterable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-__all__ = ["Counter", "Gauge", "Histogram", "Registry", "WorkerMetrics", "CONTENT_TYPE"]
+__all__ = ["Counter", "Gauge", "Histogram", "MetricsServer", "Registry", "WorkerMetrics", "CONTENT_TYPE"]
 
 CONTENT_TYPE = "text/plain; version=0.0.4"
 
@@ -168,6 +175,14 @@ class Registry:
         return metric
 
     def render(self) -> bytes:
+        for _ in range(5):  # another thread may add a label set while we read; read again
+            try:
+                return self._render()
+            except RuntimeError:
+                continue
+        return self._render()
+
+    def _render(self) -> bytes:
         lines: list[str] = []
         for m in self.metrics:
             lines.extend(m.header())
@@ -204,3 +219,56 @@ class WorkerMetrics(Registry):
         self.snapshots = self.add(Counter("atoguard_snapshots_total",
                                           "Model snapshots saved, loaded, refused or missing at start.",
                                           ("outcome",)))
+        self.late_events = self.add(Counter("atoguard_late_events_total",
+                                            "Events processed although later than the allowed lateness "
+                                            "(ts before the partition's stream time minus the lateness).",
+                                            ("topic",)))
+
+
+class MetricsServer:
+    """``/metrics`` (Prometheus text) and ``/healthz`` (JSON) on ``host:port``, served by a daemon
+    thread. ``render()`` and ``health()`` are called on the server's thread.
+
+    >>> server = MetricsServer("127.0.0.1", 0, lambda: b"m 1\\n", lambda: {"ok": True}).start()
+    >>> import urllib.request
+    >>> urllib.request.urlopen(f"http://127.0.0.1:{server.port}/healthz").read()
+    b'{"ok": true}'
+    >>> server.stop()
+    """
+
+    def __init__(self, host: str, port: int, render: Callable[[], bytes], health: Callable[[], dict]) -> None:
+        routes = {"/metrics": (CONTENT_TYPE, render),
+                  "/healthz": ("application/json", lambda: json.dumps(health()).encode())}
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - the http.server API
+                route = routes.get(self.path.split("?", 1)[0])
+                if route is None:
+                    self.send_error(404)
+                    return
+                try:
+                    body = route[1]()
+                except Exception as exc:  # a scrape must never take the worker down
+                    self.send_error(500, str(exc))
+                    return
+                self.send_response(200)
+                self.send_header("Content-Type", route[0])
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args) -> None:  # quiet
+                pass
+
+        self._server = ThreadingHTTPServer((host, port), Handler)
+        self._server.daemon_threads = True
+        self.port = self._server.server_address[1]
+        self._thread = threading.Thread(target=self._server.serve_forever, name="atoguard-web", daemon=True)
+
+    def start(self) -> "MetricsServer":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()

@@ -3,12 +3,19 @@
 Reads <prefix>device, <prefix>location, <prefix>transaction and <prefix>verdicts (created
 beforehand with `atoguard topics create`, all with the same partition count), runs every event
 through the detection engine, and writes commands to <prefix>commands, alerts to <prefix>alerts
-and bad input to <prefix>dead-letter. Per-account state is kept in a Faust table (RocksDB by
-default) and recovered from its changelog on restart; the online models are saved to a signed
-snapshot file on a timer and at shutdown (SIGTERM / Ctrl-C), and loaded at start.
+and bad input to <prefix>dead-letter. The online models are saved to a signed snapshot file on a
+timer and at shutdown (SIGTERM / Ctrl-C), and loaded at start.
 
-Processing is at least once: after a crash some events are processed again, and the outputs they
-cause repeat with the same ids (command_id, alert id / ce_id), so consumers drop repeats.
+Two runtimes share the engine:
+
+* quix (default, streams/runtimes/quix.py): Quix Streams; per-account state in RocksDB with a
+  changelog topic; exactly once by default (an event's outputs, its state change and its input
+  offset commit in one Kafka transaction, every --commit-interval seconds; consumers of the
+  outputs read with isolation.level=read_committed); at-least-once as an option. Events of the
+  worker's partitions are taken in event-time (ts) order.
+* faust (--runtime faust, streams/app.py): Faust tables; at least once: after a crash some events
+  are processed again, and the outputs they cause repeat with the same ids (command_id, alert id /
+  ce_id), so consumers drop repeats.
 
 Scale out by starting more workers with the same --app-id (each with its own --data-dir); the
 partitions are shared among them. Prometheus metrics: http://<web-host>:<web-port>/metrics.
@@ -29,8 +36,10 @@ from streams.settings import Settings
 EPILOG = """\
 examples:
   atoguard broker start && atoguard topics create
-  atoguard run                                   # defaults: 127.0.0.1:9092, prefix ato., RocksDB
-  atoguard run --store memory --web-port 6067 --data-dir /tmp/w2 --app-id ato.worker
+  atoguard run                                   # Quix, exactly once, 127.0.0.1:9092, prefix ato.
+  atoguard run --instance-id w1 --data-dir /var/lib/atoguard/w1   # static membership, fencing on restart
+  atoguard run --processing-guarantee at-least-once --commit-interval 1
+  atoguard run --runtime faust --store memory --web-port 6067 --data-dir /tmp/w2
   ATOGUARD_BOOTSTRAP_SERVERS=kafka:9092 atoguard run --config policy.toml
   curl -s localhost:6066/metrics | grep atoguard_commands_total
 
@@ -39,9 +48,10 @@ environment (options win over it):
   ATOGUARD_STORE, ATOGUARD_WEB_PORT, ATOGUARD_DATA_DIR, ATOGUARD_SNAPSHOT,
   ATOGUARD_INSTANCE_ID, ATOGUARD_CONFIG and ATOGUARD_<SECTION>__<KEY> policy overrides
 
-cross-account facts (logins per IP / device) are computed by the workers themselves and reach
-the account decisions asynchronously, so where they matter live decisions can differ slightly
-from `atoguard replay` over the same events (see streams/facts_agents.py).
+cross-account facts (logins per IP / device): the quix runtime counts them over the events the
+worker itself processes (several workers each see their own partitions); the faust runtime
+repartitions them by source and they reach decisions asynchronously (streams/facts_agents.py).
+Where they matter live decisions can differ slightly from `atoguard replay` (docs/performance.md).
 """
 
 
@@ -52,6 +62,12 @@ def _env(name: str, default=None):
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.epilog = EPILOG
+    parser.add_argument("--runtime", choices=("quix", "faust"), default=_env("RUNTIME", "quix"),
+                        help="stream runtime: quix (default; Quix Streams, exactly once) or faust")
+    parser.add_argument("--processing-guarantee", choices=("exactly-once", "at-least-once"),
+                        default=_env("PROCESSING_GUARANTEE", "exactly-once"),
+                        help="quix runtime: exactly-once (default; Kafka transactions) or at-least-once; "
+                             "the faust runtime is always at least once")
     kafka = parser.add_argument_group("Kafka")
     kafka.add_argument("--bootstrap-servers", help="host:port[,host:port] (default 127.0.0.1:9092)")
     kafka.add_argument("--topic-prefix", help="prefix of the contract topics (default 'ato.')")
@@ -65,8 +81,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                             "partitions back without a rebalance (unique per running worker)")
     state = parser.add_argument_group("state")
     state.add_argument("--store", choices=("rocksdb", "memory"), default=_env("STORE", "rocksdb"),
-                       help="table store: rocksdb (default; local files, quick restart) or memory "
-                            "(rebuilt from the changelog at every start)")
+                       help="faust table store: rocksdb (default; local files, quick restart) or memory "
+                            "(rebuilt from the changelog at every start); the quix runtime always uses RocksDB")
     state.add_argument("--data-dir", type=Path, default=Path(_env("DATA_DIR", ".atoguard/worker")),
                        help="tables and model snapshots of this worker (default ./.atoguard/worker); "
                             "one per worker process")
@@ -80,7 +96,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
                      help="port of /metrics and /healthz (default 6066)")
     web.add_argument("--web-host", default=_env("WEB_HOST", "127.0.0.1"), help="bind address (default 127.0.0.1)")
     tune = parser.add_argument_group("tuning")
-    tune.add_argument("--commit-interval", type=float, default=1.0, help="seconds between offset commits (default 1)")
+    tune.add_argument("--commit-interval", type=float, default=None,
+                      help="seconds between checkpoints / offset commits (default: quix 0.1, i.e. outputs visible "
+                           "to read_committed consumers within about 0.1 s; faust 1)")
+    tune.add_argument("--allowed-lateness", type=float, default=60.0,
+                      help="quix: seconds an event may be earlier than its partition's stream time before it is "
+                           "counted as late (atoguard_late_events_total; it is processed all the same)")
+    tune.add_argument("--transaction-timeout", type=float, default=10.0,
+                      help="quix, exactly-once, no --instance-id: transaction.timeout.ms in seconds, how long a killed "
+                           "worker's open transaction can hold back read_committed readers (default 10)")
     tune.add_argument("--session-timeout", type=float, default=30.0,
                       help="seconds before the group drops a silent worker (default 30)")
     tune.add_argument("--standby-replicas", type=int, default=1, help="table standby replicas (default 1)")
@@ -97,9 +121,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     add_config_option(parser)
 
 
-def build(args: argparse.Namespace):
-    """Settings, config and options from the command line; checks the live topics."""
-    from streams.app import WorkerOptions, ensure_internal_topics, shards_for
+def _settings_and_config(args: argparse.Namespace):
+    from streams.app import shards_for
 
     settings = Settings.from_env(bootstrap_servers=args.bootstrap_servers, topic_prefix=args.topic_prefix,
                                  partitions=args.partitions)
@@ -108,11 +131,36 @@ def build(args: argparse.Namespace):
     settings, cfg = shards_for(settings, cfg)
     if expected is not None and expected != settings.partitions:
         raise ValueError(f"--partitions {expected} but the input topics have {settings.partitions}")
+    return settings, cfg
+
+
+def build_quix(args: argparse.Namespace):
+    """Settings, config and Quix options from the command line; checks the live topics."""
+    from streams.runtimes.quix import QuixOptions
+
+    settings, cfg = _settings_and_config(args)
+    options = QuixOptions(
+        app_id=args.app_id, data_dir=args.data_dir, web_host=args.web_host, web_port=args.web_port,
+        snapshot_path=args.snapshot, snapshot_interval_s=args.snapshot_interval, instance_id=args.instance_id,
+        session_timeout_s=args.session_timeout, processing_guarantee=args.processing_guarantee,
+        commit_interval_s=0.1 if args.commit_interval is None else args.commit_interval,
+        transaction_timeout_s=args.transaction_timeout, allowed_lateness_ms=int(args.allowed_lateness * 1000),
+        loglevel="INFO" if args.log_level == "debug" else "WARNING",
+    )
+    return settings, cfg, options
+
+
+def build(args: argparse.Namespace):
+    """Settings, config and Faust options from the command line; checks the live topics."""
+    from streams.app import WorkerOptions, ensure_internal_topics
+
+    settings, cfg = _settings_and_config(args)
     options = WorkerOptions(
         app_id=args.app_id, store=args.store, data_dir=args.data_dir, web_host=args.web_host,
         web_port=args.web_port, snapshot_path=args.snapshot, snapshot_interval_s=args.snapshot_interval,
         instance_id=args.instance_id, session_timeout_s=args.session_timeout,
-        standby_replicas=args.standby_replicas, commit_interval_s=args.commit_interval,
+        standby_replicas=args.standby_replicas,
+        commit_interval_s=1.0 if args.commit_interval is None else args.commit_interval,
         stream_buffer_maxsize=args.buffer, max_poll_records=args.max_poll_records,
         ack_outputs=not args.no_ack_wait, follow_facts=not args.no_facts,
     )
@@ -127,6 +175,8 @@ def run(args: argparse.Namespace) -> int:
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
     from streams.app import PartitionMismatch
 
+    if args.runtime == "quix":
+        return run_quix(args)
     try:
         settings, cfg, options = build(args)
     except (PartitionMismatch, ConfigError, ValueError) as exc:
@@ -141,4 +191,28 @@ def run(args: argparse.Namespace) -> int:
           f"metrics http://{options.web_host}:{options.web_port}/metrics", file=sys.stderr, flush=True)
     worker = Worker(app, loglevel=args.log_level.upper(), quiet=True, redirect_stdouts=False)
     worker.execute_from_commandline()  # returns when the worker stops (SIGTERM / SIGINT)
+    return 0
+
+
+def run_quix(args: argparse.Namespace) -> int:
+    """The Quix runtime: runs until SIGTERM / Ctrl-C, then commits and saves the models."""
+    from streams.app import PartitionMismatch
+
+    try:
+        settings, cfg, options = build_quix(args)
+    except (PartitionMismatch, ConfigError, ValueError) as exc:
+        print(f"atoguard run: {exc}", file=sys.stderr)
+        return 2
+    from streams.runtimes.quix import QuixWorker
+
+    worker = QuixWorker(settings, cfg, options)
+    print(f"atoguard run: quix app {worker.app_id} on {settings.bootstrap_servers}, prefix {settings.topic_prefix!r}, "
+          f"{settings.partitions} partitions, {options.processing_guarantee}, commit every "
+          f"{options.commit_interval_s:g} s, metrics http://{options.web_host}:{options.web_port}/metrics",
+          file=sys.stderr, flush=True)
+    try:
+        worker.run()
+    except OSError as exc:  # e.g. the web port is taken
+        print(f"atoguard run: {exc}", file=sys.stderr)
+        return 2
     return 0

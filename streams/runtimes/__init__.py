@@ -1,0 +1,7 @@
+"""Stream runtimes: the loops that feed Kafka messages through the engine's seam.
+
+* :mod:`streams.runtimes.quix` - Quix Streams (the default of ``atoguard run``): RocksDB state
+  with changelogs, exactly once through Kafka transactions, event-time order
+  (:mod:`streams.runtimes.eventtime`).
+* :mod:`streams.app` with :mod:`streams.facts_agents` - Faust (``atoguard run --runtime faust``).
+"""

@@ -143,7 +143,7 @@ class Worker:
         self.port = port or _free_port()
         self.data_dir = workdir / (data or name)
         self.log_path = workdir / f"{name}.log"
-        self.args = [sys.executable, "-m", "streams.cli", "run",
+        self.args = [sys.executable, "-m", "streams.cli", "run", "--runtime", "faust",
                      "--bootstrap-servers", settings.bootstrap_servers, "--topic-prefix", settings.topic_prefix,
                      "--store", store, "--data-dir", str(self.data_dir), "--web-port", str(self.port),
                      "--session-timeout", "10", "--commit-interval", "0.5", "--standby-replicas", "0", *extra]

@@ -38,6 +38,7 @@ from detectors.update import observe
 from detectors.profile import Profile
 from detectors.reasons import REASONS
 from detectors.registry import REGISTRY
+from detectors.examples import judge
 
 CFG = Config()
 NAMES = sorted(REGISTRY)
@@ -331,3 +332,56 @@ def test_findings_come_only_from_declared_topics(name):
     found = run(d, steps, facts, {})
     stray = {e.topic for e, f in zip(events, found) if f is not None and e.topic not in d.topics}
     assert not stray, f"{name} scored events of undeclared topics {stray}"
+
+
+# -- declared examples ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", NAMES)
+def test_registered_detector_fires_on_the_example_it_declares(name):
+    """Every detector class declares ``example()``: a history and an event it must fire on. A
+    model also declares an ordinary event, which must score lower than the outlier once the model
+    has warmed on the history."""
+    d = build(name)
+    example = type(d).example()
+    found, ordinary = judge(d, example, CFG)
+    assert found is not None and found.score > 0.0, f"{name} does not fire on its own example"
+    assert_well_formed(d, found)
+    if REGISTRY[name].kind == "model":
+        assert example.ordinary is not None, f"{name} declares no ordinary event to compare with"
+    if example.ordinary is not None:
+        assert (ordinary.score if ordinary else 0.0) < found.score
+
+
+# -- one registry -------------------------------------------------------------------------------------
+
+def _detector_classes() -> set[type]:
+    """Every class defined in detectors/rules and detectors/models that looks like a detector."""
+    import importlib
+    import pkgutil
+
+    import detectors.models
+    import detectors.rules
+
+    found = set()
+    for package in (detectors.rules, detectors.models):
+        for info in pkgutil.iter_modules(package.__path__, package.__name__ + "."):
+            module = importlib.import_module(info.name)
+            for obj in vars(module).values():
+                if isinstance(obj, type) and obj.__module__ == module.__name__ \
+                        and all(hasattr(obj, a) for a in ("name", "family", "topics", "score", "learn_verdict")):
+                    found.add(obj)
+    return found
+
+
+def test_the_registry_is_the_one_list_of_detectors():
+    from detectors.config import DEFAULT_DETECTORS
+    from detectors.rules import RULES
+
+    assert DEFAULT_DETECTORS == tuple(REGISTRY)
+    assert RULES == {n: e.detector_class() for n, e in REGISTRY.items() if e.kind == "rule"}
+    classes = {e.detector_class() for e in REGISTRY.values()}
+    assert len(classes) == len(REGISTRY), "a class registered twice"
+    for name, entry in REGISTRY.items():
+        assert entry.name == name == entry.detector_class().name
+    unregistered = {c.__qualname__ for c in _detector_classes() - classes}
+    assert not unregistered, f"detector classes not in the registry: {sorted(unregistered)}"

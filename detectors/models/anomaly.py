@@ -92,6 +92,7 @@ from detectors.models.calibration import PercentileCalibrator
 
 if TYPE_CHECKING:  # pragma: no cover
     from detectors.context import Context
+    from detectors.examples import Example
 
 __all__ = ["BehaviourAnomaly", "FEATURES", "GROUPS", "MAX_SCORE", "RISK_NO_LEARN", "contribution"]
 
@@ -390,6 +391,21 @@ class BehaviourAnomaly:
     def learn_verdict(self, features: dict[str, float], is_ato: bool) -> None:
         """Unsupervised: verdicts are not used."""
         return None
+
+    @classmethod
+    def example(cls) -> "Example":
+        """Seventy days of the holder's sign-ins (700, enough to warm the login group), then one at
+        03:00 from a new device and address after six failures: it must score, and the holder's
+        usual sign-in must not score as high (the contract suite checks both)."""
+        from detectors.events import DeviceEvent
+        from detectors.examples import ACCOUNT, HOME_DEVICE, HOME_IP, Example, at, busy
+
+        t, dev, ip = at(70, 3), "x", "203.0.113.66"
+        fails = [DeviceEvent(f"odd-f{k}", ACCOUNT, t - 60_000 + k, "login_failure", device_id=dev, ip=ip)
+                 for k in range(6)]
+        odd = DeviceEvent("odd", ACCOUNT, t, "login_success", device_id=dev, ip=ip)
+        usual = DeviceEvent("usual", ACCOUNT, at(70, 15), "login_success", device_id=HOME_DEVICE, ip=HOME_IP)
+        return Example(tuple(busy(700) + fails), odd, ordinary=usual)
 
     # -- inspection ----------------------------------------------------------------------------------
     def n_learned(self, group: str) -> int:

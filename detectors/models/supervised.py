@@ -44,6 +44,7 @@ from detectors.models import _snapshot
 
 if TYPE_CHECKING:  # pragma: no cover
     from detectors.context import Context
+    from detectors.examples import Example
 
 __all__ = ["VerdictModel", "MAX_SCORE"]
 
@@ -171,6 +172,26 @@ class VerdictModel:
         self._model.learn_one(x, y)
         self._n[y] += 1
         self._refresh()
+
+    @classmethod
+    def example(cls) -> "Example":
+        """A dozen verdicts of each kind (takeovers: a new device and network after failures,
+        money soon after a credential change; the holder: a new phone, nothing else), a settled
+        account, then a sign-in from a new device and address after six failures: it must score,
+        and the holder's usual sign-in must not score as high (the contract suite checks both)."""
+        from detectors.events import DeviceEvent
+        from detectors.examples import ACCOUNT, HOME_DEVICE, HOME_IP, Example, at, settled
+
+        ato = {"device_new": 1.0, "device_young": 1.0, "ip_new": 1.0, "asn_new": 1.0, "fails": 6.0,
+               "cred_recent": 1.0, "money_out": 1.0, "drain": 0.9}
+        legit = {"device_new": 1.0, "device_young": 1.0, "ip_new": 0.0, "asn_new": 0.0, "fails": 0.0,
+                 "cred_recent": 0.0, "money_out": 1.0, "drain": 0.1}
+        verdicts = tuple(v for _ in range(12) for v in ((ato, True), (legit, False)))
+        t, dev, ip = at(7), "x", "203.0.113.66"
+        fails = [DeviceEvent(f"f{k}", ACCOUNT, t - 60_000 + k, "login_failure", device_id=dev, ip=ip) for k in range(6)]
+        odd = DeviceEvent("odd", ACCOUNT, t, "login_success", device_id=dev, ip=ip)
+        usual = DeviceEvent("usual", ACCOUNT, t, "login_success", device_id=HOME_DEVICE, ip=HOME_IP)
+        return Example(tuple(settled() + fails), odd, verdicts=verdicts, ordinary=usual)
 
     # -- state -------------------------------------------------------------------------------------
     def _params(self) -> dict:

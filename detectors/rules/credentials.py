@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from detectors import contract as c
 from detectors.base import Finding, Rule
 from detectors.config import Config
 from detectors.context import Context
+
+if TYPE_CHECKING:  # pragma: no cover
+    from detectors.examples import Example
 
 
 class FailedLogins(Rule):
@@ -27,6 +32,18 @@ class FailedLogins(Rule):
         if x.kind == "login_failure":
             return self.finding(0.2, "FAILED_LOGIN_BURST")
         return None
+
+    @classmethod
+    def example(cls) -> "Example":
+        """A settled account, then what this rule must fire on (the contract suite checks it)."""
+        from detectors.events import DeviceEvent
+        from detectors.examples import ACCOUNT, Example, at, settled
+
+        t = at(7)
+        fails = [DeviceEvent(f"f{k}", ACCOUNT, t - 600_000 + k, "login_failure", device_id="x", ip="203.0.113.66")
+                 for k in range(5)]
+        return Example(tuple(settled() + fails), DeviceEvent("in", ACCOUNT, t, "login_success", device_id="x",
+                                                             ip="203.0.113.66"))
 
 
 class CredentialThenMoney(Rule):
@@ -81,3 +98,15 @@ class CredentialThenMoney(Rule):
         if kind == "login_success" and x.sim_age_h is not None and x.device_young:
             return self.finding(0.45, "SIM_SWAP", "NEW_DEVICE_LOGIN")
         return None
+
+    @classmethod
+    def example(cls) -> "Example":
+        """A settled account, then what this rule must fire on (the contract suite checks it)."""
+        from detectors.events import DeviceEvent, TransactionEvent
+        from detectors.examples import ACCOUNT, Example, at, settled
+
+        t, dev, ip = at(7), "x", "203.0.113.66"
+        day = [DeviceEvent("in", ACCOUNT, t - 1_800_000, "login_success", device_id=dev, ip=ip),
+               DeviceEvent("pw", ACCOUNT, t - 1_200_000, "password_change", device_id=dev, ip=ip)]
+        payee = TransactionEvent("payee", ACCOUNT, t, "payee_added", device_id=dev, ip=ip, counterparty_id="mule")
+        return Example(tuple(settled() + day), payee)

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from detectors.base import Finding, Rule
 from detectors.context import Context
+
+if TYPE_CHECKING:  # pragma: no cover
+    from detectors.examples import Example
 
 _LOGINS = ("login_success", "login_failure")
 
@@ -35,6 +40,16 @@ class CrossAccount(Rule):
             score *= 0.5
         return self.finding(score, *reasons)
 
+    @classmethod
+    def example(cls) -> "Example":
+        """A settled account, then what this rule must fire on (the contract suite checks it)."""
+        from detectors.events import DeviceEvent
+        from detectors.examples import ACCOUNT, Example, at, settled
+        from detectors.facts import EventFacts, SourceFacts
+
+        login = DeviceEvent("in", ACCOUNT, at(7), "login_success", device_id="x", ip="203.0.113.66")
+        return Example(tuple(settled()), login, EventFacts(ip=SourceFacts(accounts=6, failures=20, logins=25)))
+
 
 class LoginBurst(Rule):
     """A microcluster burst of login edges from one source (MIDAS-R score, calibrated to [0, 1]
@@ -49,3 +64,13 @@ class LoginBurst(Rule):
         if burst < 0.5 or x.kind not in _LOGINS:
             return None
         return self.finding(0.5 * burst, "LOGIN_BURST")
+
+    @classmethod
+    def example(cls) -> "Example":
+        """A settled account, then what this rule must fire on (the contract suite checks it)."""
+        from detectors.events import DeviceEvent
+        from detectors.examples import ACCOUNT, Example, at, settled
+        from detectors.facts import EventFacts
+
+        login = DeviceEvent("in", ACCOUNT, at(7), "login_success", device_id="x", ip="203.0.113.66")
+        return Example(tuple(settled()), login, EventFacts(burst=0.8))

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from detectors import contract as c
 from detectors.base import Finding, Rule
 from detectors.context import Context
+
+if TYPE_CHECKING:  # pragma: no cover
+    from detectors.examples import Example
 
 SIGN_IN = frozenset({"login_success", "device_bound"})
 
@@ -52,3 +57,12 @@ class NewDevice(Rule):
             moving = x.money_out or x.kind == "payee_added" or x.kind in c.CREDENTIAL_KINDS
             return self.finding(0.7 if moving else 0.5, "NO_DEVICE_FINGERPRINT")
         return None
+
+    @classmethod
+    def example(cls) -> "Example":
+        """A settled account, then what this rule must fire on (the contract suite checks it)."""
+        from detectors.events import DeviceEvent
+        from detectors.examples import ACCOUNT, Example, at, settled
+
+        return Example(tuple(settled()), DeviceEvent("new", ACCOUNT, at(7), "login_success", device_id="x",
+                                                     ip="203.0.113.66", is_emulator=True))

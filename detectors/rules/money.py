@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from detectors.base import Finding, Rule
 from detectors.context import Context
+
+if TYPE_CHECKING:  # pragma: no cover
+    from detectors.examples import Example
 
 
 class OutOfCharacter(Rule):
@@ -32,6 +37,16 @@ class OutOfCharacter(Rule):
             reasons.append("UNUSUAL_HOUR")
         return self.finding(score, *reasons) if reasons else None
 
+    @classmethod
+    def example(cls) -> "Example":
+        """A settled account, then what this rule must fire on (the contract suite checks it)."""
+        from detectors.events import TransactionEvent
+        from detectors.examples import ACCOUNT, HOME_DEVICE, HOME_IP, Example, at, settled
+
+        night = TransactionEvent("big", ACCOUNT, at(7, 3), "transfer_out", device_id=HOME_DEVICE, ip=HOME_IP,
+                                 amount=1000.0, counterparty_id="mule", channel="app", balance_after=1000.0)
+        return Example(tuple(settled()), night)
+
 
 class Drain(Rule):
     """A movement that empties most of the balance or draws most of the credit line, weighted up
@@ -52,3 +67,15 @@ class Drain(Rule):
         if (x.credit_ratio or 0.0) >= 0.8:
             return self.finding(0.45 if after_change else 0.1, "CREDIT_LINE_DRAIN")
         return None
+
+    @classmethod
+    def example(cls) -> "Example":
+        """A settled account, then what this rule must fire on (the contract suite checks it)."""
+        from detectors.events import DeviceEvent, TransactionEvent
+        from detectors.examples import ACCOUNT, Example, at, settled
+
+        t, dev, ip = at(7), "x", "203.0.113.66"
+        day = [DeviceEvent("in", ACCOUNT, t - 1_800_000, "login_success", device_id=dev, ip=ip)]
+        drain = TransactionEvent("all", ACCOUNT, t, "transfer_out", device_id=dev, ip=ip, amount=1900.0,
+                                 counterparty_id="mule", channel="app", balance_after=100.0)
+        return Example(tuple(settled() + day), drain)

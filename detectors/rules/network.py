@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from detectors import contract as c
 from detectors.base import Finding, Rule
 from detectors.context import Context
+
+if TYPE_CHECKING:  # pragma: no cover
+    from detectors.examples import Example
 
 _WEIGHT = {"tor": 0.45, "hosting": 0.35, "vpn": 0.1}
 
@@ -35,6 +40,16 @@ class RiskyNetwork(Rule):
         # the strongest of what applies (the first of equals)
         return self.finding(*max(found, key=lambda f: f[0])) if found else None
 
+    @classmethod
+    def example(cls) -> "Example":
+        """A settled account, then what this rule must fire on (the contract suite checks it)."""
+        from detectors.events import DeviceEvent
+        from detectors.examples import ACCOUNT, HOME_DEVICE, Example, at, settled
+        from detectors.facts import EventFacts
+
+        tor = DeviceEvent("tor", ACCOUNT, at(7), "login_success", device_id=HOME_DEVICE, ip="192.0.2.77")
+        return Example(tuple(settled()), tor, EventFacts(ip_type="tor"))
+
 
 class SessionHijack(Rule):
     """A signed-in session that continues from another network operator without a new login:
@@ -53,3 +68,17 @@ class SessionHijack(Rule):
         if x.money_out or x.kind == "payee_added":
             score += 0.1
         return self.finding(score, "SESSION_NETWORK_CHANGE")
+
+    @classmethod
+    def example(cls) -> "Example":
+        """A settled account, then what this rule must fire on (the contract suite checks it)."""
+        from detectors.events import DeviceEvent, LocationEvent, TransactionEvent
+        from detectors.examples import ACCOUNT, HOME_DEVICE, HOME_IP, Example, at, settled
+
+        t = at(7)
+        day = [DeviceEvent("in", ACCOUNT, t, "login_success", device_id=HOME_DEVICE, session_id="S", ip=HOME_IP),
+               LocationEvent("nl", ACCOUNT, t + 600_000, "ip_geo", 52.37, 4.9, ip="192.0.2.60", country="NL",
+                             asn=1136, ip_type="residential")]
+        payee = TransactionEvent("payee", ACCOUNT, t + 660_000, "payee_added", device_id=HOME_DEVICE, session_id="S",
+                                 ip="192.0.2.60", counterparty_id="mule")
+        return Example(tuple(settled() + day), payee)

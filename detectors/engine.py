@@ -33,8 +33,9 @@ from detectors.context import Context, build_context
 from detectors.events import DeadLetter, Event, Verdict, decode_or_dead_letter
 from detectors.facts import FactSource, LocalFacts, SourceUpdate, source_updates
 from detectors.outputs import Output, alert_value, cloudevents_headers, command_value, deterministic_id, pseudonym
-from detectors.policy import Decision, decide, decide_verdict, with_recent
-from detectors.profile import DAY_MS, Profile
+from detectors import challenge
+from detectors.policy import Actor, Decision, decide, decide_answer, decide_verdict, with_recent
+from detectors.profile import DAY_MS, HOUR_MS, Profile
 from detectors.registry import build_detectors
 from detectors.sharding import shard_of
 
@@ -92,6 +93,7 @@ class Engine:
         self._shards: dict[int, list[Detector]] = {}
         # per shard, the detectors that look at each topic (the per-event loop)
         self._by_topic: dict[int, dict[str, list[Detector]]] = {}
+        self._cred_ms = int(self.cfg.windows.credential_change_hours * HOUR_MS)
         self.counts = {"events": 0, "duplicates": 0, "verdicts": 0, "dead_letters": 0,
                        "commands": 0, "alerts": 0}
 
@@ -166,6 +168,12 @@ class Engine:
     def _event(self, event: Event, profile: Profile) -> tuple[Output, ...]:
         self.counts["events"] += 1
         cfg = self.cfg
+        if profile.challenge is not None:
+            update.expire_challenge(profile, event.ts)
+            if event.kind in c.CHALLENGE_KINDS:
+                return self._answer(event, profile)
+        elif event.kind in c.CHALLENGE_KINDS:
+            return ()  # no open challenge: a late or repeated answer changes nothing
         facts = self.facts.lookup(event)
         x = build_context(profile, event, cfg, facts)
         dets = self._detectors_for(event.account_id, event.topic)
@@ -174,14 +182,21 @@ class Engine:
             f = d.score(x)
             if f is not None and f.score > 0.0:
                 findings.append(f)
+        if profile.failures:
+            failure = challenge.failure_finding(profile, event.ts, event.device_id, event.session_id, event.ip)
+            if failure is not None:
+                findings.append(failure)
         evidence = None
         if not x.card_present:  # the card at a till is not part of an app sign-in
             findings, evidence = with_recent(profile.evidence, findings, event.ts)
-        decision = decide(profile, event.account_id, event.ts, event.ip, event.device_id, findings, cfg)
-        outputs, alert_id = self._emit(event.account_id, event.event_id, event.ts, decision, findings, x) \
-            if decision.alert or decision.action else ((), None)
+        actor = Actor(event.device_id, event.session_id, event.ip, bool(x.device_trusted), self._cred_ms)
+        decision = decide(profile, event.account_id, event.ts, event.ip, event.device_id, findings, cfg, actor)
+        outputs, alert_id, command_id = self._emit(event.account_id, event.event_id, event.ts, decision, findings, x) \
+            if decision.alert or decision.action else ((), None, None)
         update.apply_decision(profile, decision, event.ts, alert_id=alert_id, evidence=evidence,
-                              alerted=update.alerted_situation(alert_id, x) if alert_id else None)
+                              alerted=update.alerted_situation(alert_id, x) if alert_id else None,
+                              command_id=command_id, device=event.device_id, session=event.session_id,
+                              ip=event.ip)
         for d in dets:
             d.learn(x, decision.risk)
         strong = frozenset(f.family for f in findings if f.score >= 0.5) \
@@ -189,9 +204,37 @@ class Engine:
         update.observe(profile, x, cfg, decision.risk, strong)
         return outputs
 
+    def _answer(self, event: Event, profile: Profile) -> tuple[Output, ...]:
+        """An answer (``challenge_passed`` / ``challenge_failed``) to the account's open challenge:
+        learnt by :func:`detectors.update.record_answer`, then judged by
+        :func:`detectors.policy.decide_answer`. An answer naming another command changes nothing."""
+        open_challenge = profile.challenge
+        if event.command_id is not None and event.command_id != open_challenge.command_id:
+            return ()
+        ts = event.ts
+        passed = event.kind == c.CHALLENGE_PASSED
+        strong = passed and challenge.is_strong(profile, event.method, event.device_id, event.attestation, ts)
+        update.record_answer(profile, event, open_challenge, strong, self.cfg)
+        actor = Actor(event.device_id or open_challenge.device, event.session_id or open_challenge.session,
+                      event.ip or open_challenge.ip, False, self._cred_ms)
+        recent: list[Finding] = []
+        evidence = None
+        if not passed:
+            failure = challenge.failure_finding(profile, ts, actor.device, actor.session, actor.ip)
+            recent, evidence = with_recent(profile.evidence, [failure] if failure else [], ts)
+        decision = decide_answer(profile, passed, event.method, action=open_challenge.action,
+                                 issued_at=open_challenge.issued_at, ts=ts, actor=actor, recent=recent,
+                                 cfg=self.cfg)
+        outputs, alert_id, command_id = self._emit(event.account_id, event.event_id, ts, decision, recent, None) \
+            if decision.alert or decision.action else ((), None, None)
+        update.apply_decision(profile, decision, ts, alert_id=alert_id, evidence=evidence, command_id=command_id,
+                              device=actor.device, session=actor.session, ip=actor.ip)
+        return outputs
+
     def _emit(self, account: str, trigger: str, ts: int, decision: Decision, findings: list[Finding],
-              x: Context | None) -> tuple[tuple[Output, ...], str | None]:
-        """The alert and the command of a decision; returns them and the alert's id."""
+              x: Context | None) -> tuple[tuple[Output, ...], str | None, str | None]:
+        """The alert and the command of a decision; returns them, the alert's id and the
+        command's id."""
         cfg = self.cfg
         pol = cfg.policy
         outputs: list[Output] = []
@@ -205,14 +248,16 @@ class Engine:
                                 dry_run=pol.dry_run)
             outputs.append(Output(c.ALERTS, account, alert, cloudevents_headers(alert)))
             self.counts["alerts"] += 1
+        command_id = None
         if decision.action:
             cmd = command_value(account_id=account, action=decision.action, reasons=decision.reasons,
                                 risk=decision.risk, issued_at=ts, expires_at=decision.expires_at,
                                 trigger_event_id=trigger, alert_id=alert_id, policy_version=pol.version,
-                                dry_run=pol.dry_run, key=cfg.keys.command_hmac)
+                                dry_run=pol.dry_run, key=cfg.keys.command_hmac, methods=decision.methods)
             outputs.append(Output(c.COMMANDS, account, cmd))
+            command_id = cmd["command_id"]
             self.counts["commands"] += 1
-        return tuple(outputs), alert_id
+        return tuple(outputs), alert_id, command_id
 
     def _evidence(self, x: Context | None, trigger: str) -> list[dict[str, Any]]:
         if x is None:
@@ -245,10 +290,11 @@ class Engine:
             for d in self.detectors(verdict.account_id):
                 d.learn_verdict(features, is_ato)
         decision = decide_verdict(profile, verdict.label, verdict.source, verdict.ts, self.cfg)
-        outputs, alert_id = ((), None)
+        outputs, alert_id, command_id = ((), None, None)
         if decision.action is not None or decision.alert:
-            outputs, alert_id = self._emit(verdict.account_id, verdict.verdict_id, verdict.ts, decision, [], None)
-        update.apply_decision(profile, decision, verdict.ts, alert_id=alert_id)
+            outputs, alert_id, command_id = self._emit(verdict.account_id, verdict.verdict_id, verdict.ts,
+                                                       decision, [], None)
+        update.apply_decision(profile, decision, verdict.ts, alert_id=alert_id, command_id=command_id)
         return outputs
 
 

@@ -12,7 +12,25 @@ needs an analyst's ``ato`` verdict, or - where ``auto_close`` is on - two strong
 independent detector families, never the behaviour models alone. A freeze needs corroboration
 too: findings from at least two independent rule families (the behaviour models add risk but
 never corroborate, since they react to the same novelty the rules see); one line of evidence,
-however strong, gets a step-up. The evidence about one sign-in arrives as several events (the
+however strong, gets a step-up.
+
+**Challenge first** (contract v2). Corroborated evidence above ``freeze_at`` still gets a step-up
+with methods the thief in view cannot pass (:mod:`detectors.challenge`), not a freeze: the
+account service holds the payout until the challenge is answered, so a freeze adds nothing but
+a shut-out holder when the person acting is the holder. A freeze needs one of
+
+* a failed or unanswered challenge of the same device, session or address (a finding of family
+  ``challenge``) with the rest of the evidence still above ``freeze_at``: someone is acting who
+  could not prove to be the holder;
+* overwhelming evidence (:func:`overwhelming`): three independent families strong at once,
+  where waiting for an answer gives the thief the minutes to finish on a channel the evidence
+  says they may already hold.
+
+Every freeze names its way back (:func:`detectors.challenge.way_back`). A strong pass makes the
+device and session known-good: their device, location, network and model findings no longer
+count until new evidence (a credential change, money, the crowd) says otherwise; a weak pass only
+answers the device's novelty for a day, and a second risky moment after it is challenged with
+remote-proof methods only. The evidence about one sign-in arrives as several events (the
 login, its location fixes, the first payment), so findings of the last ten minutes count with the
 current event's (:func:`with_recent`). The policy only reads the profile: each decision
 carries the state change it calls for, which :mod:`detectors.update` writes. Allow-listed accounts, IPs and
@@ -23,18 +41,27 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from detectors import challenge as ch
 from detectors import contract as c
 from detectors.base import Finding
 from detectors.config import Config
 from detectors.profile import HOUR_MS, Evidence, Profile, Restriction, State
 
-__all__ = ["Change", "Decision", "decide", "decide_verdict", "effective", "fuse", "with_recent",
-           "ALERT", "CARRY_MS"]
+__all__ = ["Actor", "Change", "Decision", "decide", "decide_verdict", "effective", "fuse", "overwhelming",
+           "remote_thief_likely", "decide_answer", "with_recent", "ALERT", "CARRY_MS", "CLOSE_FAMILIES", "CORROBORATE_AT"]
 
 ALERT = "alert"
 MINUTE_MS = 60_000
 #: families whose findings may count towards an automatic close or corroborate a freeze
-CLOSE_FAMILIES = frozenset({"device", "location", "network", "credential", "money", "crowd"})
+CLOSE_FAMILIES = frozenset({"device", "location", "network", "credential", "money", "crowd", "challenge"})
+#: families that point at a thief elsewhere, beyond the novelty of a device
+REMOTE_FAMILIES = frozenset({"location", "network", "credential", "crowd", "challenge"})
+#: families a strong challenge pass answers for its device and session (money, credentials and
+#: the crowd are new evidence)
+ANSWERED_BY_STRONG = frozenset({"device", "location", "network", "model"})
+#: overwhelming: this many independent families at least this strong
+OVERWHELMING_FAMILIES = 3
+OVERWHELMING_AT = 0.5
 #: a finding corroborates a freeze from this score up
 CORROBORATE_AT = 0.25
 
@@ -46,6 +73,20 @@ class Change:
     restriction: Restriction | None = None
     #: actions (and ``"alert"``) to stamp with the event's time and risk
     marks: tuple[str, ...] = ()
+    #: a challenge (the step_up, or the freeze's way back) now awaits its answer until this time
+    challenge_until: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """Who is acting, as the context sees it: the event's device, session and address, whether
+    the device is trusted, and the recent credential window (ms) for compromised methods."""
+
+    device: str | None = None
+    session: str | None = None
+    ip: str | None = None
+    device_trusted: bool = True
+    cred_ms: int = 72 * HOUR_MS
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +100,8 @@ class Decision:
     alert: bool
     expires_at: int | None = None
     change: Change | None = None
+    #: the challenge methods of a step_up or the way back of a freeze, strongest first
+    methods: tuple[str, ...] | None = None
 
 
 NOTHING = Decision(0.0, (), None, False)
@@ -161,10 +204,38 @@ def _corroborated(findings: list[Finding]) -> bool:
     return len(families) >= 2
 
 
+def overwhelming(findings: list[Finding], risk: float, freeze_at: float) -> bool:
+    """Evidence so strong that waiting for a challenge's answer is the bigger risk: three
+    independent families at once, each strong, above the freeze line."""
+    families = {f.family for f in findings if f.score >= OVERWHELMING_AT and f.family in CLOSE_FAMILIES}
+    return risk >= freeze_at and len(families) >= OVERWHELMING_FAMILIES
+
+
+def remote_thief_likely(findings: list[Finding]) -> bool:
+    """Whether the evidence points at someone elsewhere (not only at a new device)."""
+    return any(f.score >= CORROBORATE_AT and f.family in REMOTE_FAMILIES for f in findings)
+
+
+def _answered(profile: Profile, findings: list[Finding], actor: Actor, ts: int) -> tuple[list[Finding], frozenset[str]]:
+    """The findings a past challenge of this device or session has not already answered, and
+    the methods passed weakly on it in the last day."""
+    if not profile.passes or not (actor.device or actor.session):
+        return findings, frozenset()
+    if ch.strongly_verified(profile, ts, actor.device, actor.session):
+        findings = [f for f in findings if f.family not in ANSWERED_BY_STRONG]
+    weak = ch.weak_passes(profile, ts, actor.device, actor.session)
+    if weak:
+        findings = [f for f in findings if f.family not in ("device", "model")]
+    return findings, weak
+
+
 def decide(profile: Profile, account_id: str, ts: int, ip: str | None, device: str | None,
-           findings: list[Finding], cfg: Config) -> Decision:
+           findings: list[Finding], cfg: Config, actor: Actor | None = None) -> Decision:
     """Decide what one event calls for, and the change of the account's restriction it makes
     (the profile is not modified: :func:`detectors.update.apply_decision` writes the change)."""
+    actor = actor or Actor(device, None, ip)
+    if findings:
+        findings, weak = _answered(profile, findings, actor, ts)
     if not findings:
         return NOTHING
     pol = cfg.policy
@@ -174,11 +245,12 @@ def decide(profile: Profile, account_id: str, ts: int, ip: str | None, device: s
     restriction = profile.restriction
     state = effective(restriction, ts)
     lapsed = Restriction(State.NONE, ts, 0, None) if state != restriction.state else None
-    if risk >= pol.freeze_at and _corroborated(findings):
+    failed = any(f.family == "challenge" for f in findings)
+    if risk >= pol.freeze_at and _corroborated(findings) and (failed or overwhelming(findings, risk, pol.freeze_at)):
         target = c.FREEZE
         if pol.auto_close and _two_strong(findings, pol.strong_at):
             target = c.CLOSE
-    elif risk >= pol.step_up_at:  # includes uncorroborated risk above freeze_at
+    elif risk >= pol.step_up_at:  # challenge first, however high the risk
         target = c.STEP_UP
     else:
         target = ALERT
@@ -196,6 +268,7 @@ def decide(profile: Profile, account_id: str, ts: int, ip: str | None, device: s
         expires_at = ts + int(pol.freeze_ttl_hours * HOUR_MS)
     elif target == c.STEP_UP and state == State.NONE:
         action = c.STEP_UP
+        expires_at = ts + int(pol.challenge_expiry_minutes * MINUTE_MS)
 
     if action is None:
         last = profile.actions.get(ALERT)
@@ -203,13 +276,45 @@ def decide(profile: Profile, account_id: str, ts: int, ip: str | None, device: s
         if not (quiet or risk >= last.risk + pol.min_escalation):
             return Decision(risk, reasons, None, False, None, Change(restriction=lapsed) if lapsed else None)
         return Decision(risk, reasons, None, True, None, Change(restriction=lapsed, marks=(ALERT,)))
+    remote = failed or bool(weak) or remote_thief_likely(findings)
+    methods: tuple[str, ...] | None = None
     if action == c.CLOSE:
         new = Restriction(State.CLOSED, ts, 0, None)
     elif action == c.FREEZE:
         new = Restriction(State.FROZEN, ts, expires_at, None)
+        methods = tuple(ch.way_back(profile, ts, remote_thief=remote, cred_ms=actor.cred_ms))
     else:
         new = Restriction(State.STEPPED_UP, ts, ts + int(pol.step_up_cooldown_minutes * MINUTE_MS), None)
-    return Decision(risk, reasons, action, True, expires_at, Change(restriction=new, marks=(ALERT, action)))
+        methods = tuple(ch.methods_for(profile, ts, device_trusted=actor.device_trusted, remote_thief=remote,
+                                       weak_passed=weak, cred_ms=actor.cred_ms))
+    until = expires_at if methods else None
+    return Decision(risk, reasons, action, True, expires_at,
+                    Change(restriction=new, marks=(ALERT, action), challenge_until=until), methods)
+
+
+def decide_answer(profile: Profile, passed: bool, method: str, *, action: str,
+                  issued_at: int, ts: int, actor: Actor, recent: list[Finding], cfg: Config) -> Decision:
+    """What the answer to the account's open challenge calls for (the challenge was a
+    ``step_up`` or the way back of a ``freeze``, issued at ``issued_at``).
+
+    * A pass of a freeze's way back lifts it (``unfreeze``, reason CHALLENGE_PASSED) unless a
+      credential change since the freeze hands that method's channel to someone else.
+    * A pass of a step-up needs nothing more (:func:`detectors.update.record_answer` cleared it).
+    * A failure is evidence, weighed with the sign-in's ``recent`` findings by :func:`decide`:
+      a freeze when they stay above ``freeze_at``, another step-up (without the failed method)
+      above ``step_up_at``.
+    """
+    if passed:
+        if action != c.FREEZE:
+            return NOTHING  # the step-up is answered (its restriction is already cleared)
+        changed_since = {k for k, v in profile.creds.items() if v.ts > issued_at}
+        if any(method in ch.TAKES_OVER.get(k, ()) for k in changed_since):
+            return Decision(0.0, ("CHALLENGE_PASSED",), None, True)  # for an analyst to look at
+        return Decision(0.0, ("CHALLENGE_PASSED",), c.UNFREEZE, False, None,
+                        Change(restriction=Restriction(State.NONE, ts, 0, None)))
+    if action == c.FREEZE:
+        return NOTHING  # still frozen; the failure is recorded
+    return decide(profile, "", ts, actor.ip, actor.device, recent, cfg, actor)
 
 
 def decide_verdict(profile: Profile, label: str, source: str, ts: int, cfg: Config) -> Decision:
@@ -229,5 +334,6 @@ def decide_verdict(profile: Profile, label: str, source: str, ts: int, cfg: Conf
     if state in (State.FROZEN, State.CLOSED):
         return Decision(1.0, ("USER_REPORTED_ATO",), None, False)
     expires_at = ts + int(7 * 24 * HOUR_MS)
+    # the holder says someone else is in: no way back but an analyst's verdict
     return Decision(1.0, ("USER_REPORTED_ATO",), c.FREEZE, True, expires_at,
-                    Change(restriction=Restriction(State.FROZEN, ts, expires_at, None)))
+                    Change(restriction=Restriction(State.FROZEN, ts, expires_at, None)), ())

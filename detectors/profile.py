@@ -25,8 +25,9 @@ import msgspec
 import orjson
 
 __all__ = [
-    "Address", "AlertedSituation", "AmountStats", "Centre", "CredentialChange", "Device", "Evidence",
-    "Fix", "Loan", "Mark", "Payee", "Profile", "Restriction", "Seen", "Session", "State",
+    "Address", "AlertedSituation", "AmountStats", "Centre", "Challenge", "CredentialChange", "Device",
+    "Evidence", "Failure", "Fix", "Loan", "Mark", "Pass", "Payee", "Profile", "Restriction", "Seen",
+    "Session", "State",
     "decode", "encode", "touch", "DAY_MS", "HOUR_MS", "FORMAT",
 ]
 
@@ -56,6 +57,8 @@ MAX_SESSIONS = 4
 MAX_FAILS = 20
 MAX_SEEN = 48
 MAX_GOOD = 12
+MAX_PASSES = 8
+MAX_FAILURES = 8
 
 
 class _Record(msgspec.Struct, array_like=True, gc=False):
@@ -183,6 +186,41 @@ class Loan(_Record):
     repays: int = 0
 
 
+class Challenge(_Record):
+    """The account's open challenge: a ``step_up`` (or the way back of a ``freeze``) awaiting its
+    answer, the session it was put to, and when it counts as unanswered."""
+
+    command_id: str
+    action: str
+    issued_at: int
+    expires_at: int
+    methods: list[str]
+    risk: float
+    device: str | None = None
+    session: str | None = None
+    ip: str | None = None
+
+
+class Pass(_Record):
+    """A challenge the person on a device or session passed: when, with what, how strongly
+    (``strong``: face, passkey, or a strongly attested device bound for long)."""
+
+    ts: int
+    method: str
+    strong: bool
+
+
+class Failure(_Record):
+    """A challenge failed or left unanswered: when, the method, the reason, and where from."""
+
+    ts: int
+    method: str | None
+    reason: str
+    device: str | None = None
+    session: str | None = None
+    ip: str | None = None
+
+
 def _dict() -> dict:
     return {}
 
@@ -215,6 +253,11 @@ class Profile(msgspec.Struct, array_like=True, gc=False):
     credit_limit: float | None = None
     pruned_ts: int = 0
     evidence: dict[str, Evidence] = msgspec.field(default_factory=_dict)  # family -> recent finding
+    # -- the closed loop (contract v2); new fields go last so older format-3 bytes still load
+    challenge: Challenge | None = None  # the open challenge
+    passes: dict[str, Pass] = msgspec.field(default_factory=_dict)  # "device:x"/"session:x" -> last pass
+    failures: list[Failure] = msgspec.field(default_factory=list)  # recent failed/unanswered challenges
+    methods_used: dict[str, int] = msgspec.field(default_factory=_dict)  # method -> last ts the holder used it
 
     # -- queries ---------------------------------------------------------------------------------
     @property

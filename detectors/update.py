@@ -23,12 +23,14 @@ from detectors.context import HOME_KM, Context, fix_error
 from detectors.events import DeviceEvent, LocationEvent
 from detectors.geo import haversine_km
 from detectors.profile import (
-    DAY_MS, HOUR_MS, MAX_ASNS, MAX_COUNTRIES, MAX_DEVICES, MAX_FAILS, MAX_IPS, MAX_PAYEES, MAX_SEEN,
-    MAX_SESSIONS, Address, AlertedSituation, AmountStats, Centre, CredentialChange, Device, Evidence,
-    Fix, Mark, Payee, Profile, Seen, Session, touch,
+    DAY_MS, HOUR_MS, MAX_ASNS, MAX_COUNTRIES, MAX_DEVICES, MAX_FAILS, MAX_FAILURES, MAX_IPS, MAX_PASSES,
+    MAX_PAYEES, MAX_SEEN, MAX_SESSIONS, Address, AlertedSituation, AmountStats, Centre, Challenge,
+    CredentialChange, Device, Evidence, Failure, Fix, Mark, Pass, Payee, Profile, Restriction, Seen,
+    Session, State, touch,
 )
 
-__all__ = ["apply_decision", "apply_verdict", "mark_seen", "observe", "prune"]
+__all__ = ["alerted_situation", "apply_decision", "apply_verdict", "expire_challenge", "mark_seen", "observe",
+           "prune", "record_answer"]
 
 
 def mark_seen(profile: Profile, event_id: str) -> None:
@@ -43,10 +45,12 @@ def mark_seen(profile: Profile, event_id: str) -> None:
 
 def apply_decision(profile: Profile, decision, ts: int, *, alert_id: str | None = None,
                    evidence: dict[str, Evidence] | None = None,
-                   alerted: AlertedSituation | None = None) -> None:
+                   alerted: AlertedSituation | None = None, command_id: str | None = None,
+                   device: str | None = None, session: str | None = None, ip: str | None = None) -> None:
     """Record what the policy decided about the event at ``ts`` (a
     :class:`~detectors.policy.Decision`): its new restriction (explained by ``alert_id``), the
-    actions it took, the findings it carries to the next events of the same sign-in
+    actions it took, the challenge it opened (``command_id``, put to the session of ``device``,
+    ``session`` and ``ip``), the findings it carries to the next events of the same sign-in
     (``evidence``, from :func:`~detectors.policy.with_recent`), and the alerted situation."""
     if evidence is not None:
         profile.evidence = evidence
@@ -58,8 +62,68 @@ def apply_decision(profile: Profile, decision, ts: int, *, alert_id: str | None 
                 profile.restriction.alert_id = alert_id
         for action in change.marks:
             profile.actions[action] = Mark(ts, decision.risk)
+        if change.challenge_until is not None and command_id is not None:
+            profile.challenge = Challenge(command_id, decision.action, ts, change.challenge_until,
+                                          list(decision.methods or ()), decision.risk, device, session, ip)
+        elif decision.action is not None:
+            profile.challenge = None  # a close, an unfreeze, a freeze with no way back
     if alerted is not None:
         profile.alerted = alerted
+
+
+# -- challenges --------------------------------------------------------------------------------
+
+def _remember(table: list, record, cap: int) -> None:
+    table.append(record)
+    if len(table) > cap:
+        del table[: len(table) - cap]
+
+
+def record_answer(profile: Profile, event: DeviceEvent, challenge: Challenge, strong: bool, cfg: Config) -> None:
+    """Learn the answer ``event`` (``challenge_passed`` / ``challenge_failed``) to the open
+    ``challenge``. A pass is remembered for the answering device and session (a strong one makes
+    them known-good and trusts the device); a failure is remembered as evidence; either way the
+    challenge is closed, and an answered step-up no longer restricts the account."""
+    ts = event.ts
+    device = event.device_id or challenge.device
+    session = event.session_id or challenge.session
+    profile.challenge = None
+    if challenge.action == "step_up" and profile.restriction.state == State.STEPPED_UP:
+        profile.restriction = Restriction(State.NONE, ts, 0, None)
+    if event.kind == c.CHALLENGE_FAILED:
+        _remember(profile.failures, Failure(ts, event.method, event.reason or "wrong_code", device, session,
+                                            event.ip or challenge.ip), MAX_FAILURES)
+        return
+    profile.methods_used[event.method] = ts
+    for key in (device and "device:" + device, session and "session:" + session):
+        if key:
+            if key not in profile.passes and len(profile.passes) >= MAX_PASSES:
+                del profile.passes[min(profile.passes, key=lambda k: profile.passes[k].ts)]
+            profile.passes[key] = Pass(ts, event.method, strong)
+    if strong:
+        until = ts + int(cfg.policy.known_good_days * DAY_MS)
+        for key in (device and "device:" + device, session and "session:" + session):
+            if key:
+                profile.good[key] = until
+        d = profile.devices.get(device) if device else None
+        if d is not None:
+            d.trust = 1
+        profile.evidence = {}  # the sign-in's evidence is answered
+
+
+def expire_challenge(profile: Profile, ts: int) -> bool:
+    """Close the open challenge if it is past its ``expires_at`` at ``ts``; an unanswered step-up
+    counts as failed (reason ``timeout``). Returns whether it expired."""
+    challenge = profile.challenge
+    if challenge is None or ts < challenge.expires_at:
+        return False
+    profile.challenge = None
+    if challenge.action == "step_up":
+        _remember(profile.failures, Failure(challenge.expires_at, None, "timeout", challenge.device,
+                                            challenge.session, challenge.ip), MAX_FAILURES)
+        if profile.restriction.state == State.STEPPED_UP:
+            profile.restriction = Restriction(State.NONE, ts, 0, None)
+    return True
 
 
 def _set_home(device: Device, how: int) -> None:
@@ -252,3 +316,8 @@ def prune(p: Profile, now: int, retention_ms: int, cred_ms: int) -> None:
             del p.good[key]
     if p.fails:
         p.fails = [t for t in p.fails if t >= now - DAY_MS]
+    if p.failures:
+        p.failures = [f for f in p.failures if f.ts >= now - DAY_MS]
+    if p.passes:
+        for key in [k for k, v in p.passes.items() if v.ts < now - DAY_MS and not v.strong]:
+            del p.passes[key]

@@ -36,6 +36,8 @@ class ReplaySummary:
     alerts: int = 0
     accounts: int = 0
     seconds: float = 0.0
+    answers: int = 0   # closed loop: challenge answers injected
+    withheld: int = 0  # closed loop: attacker events refused by the account service
 
     def table(self) -> str:
         rate = self.lines / self.seconds if self.seconds else 0.0
@@ -48,6 +50,8 @@ class ReplaySummary:
             ("alerts", f"{self.alerts:,}"),
             ("commands", ", ".join(f"{a} {self.commands.get(a, 0):,}" for a in c.ACTIONS)),
             ("accounts", f"{self.accounts:,}"),
+            *((("answers injected", f"{self.answers:,}"), ("events withheld", f"{self.withheld:,}"))
+              if self.answers or self.withheld else ()),
             ("time", f"{self.seconds:.1f} s ({rate:,.0f} lines/s, {1e6 / rate if rate else 0:.1f} µs/line)"),
         ]
         width = max(len(k) for k, _ in rows)
@@ -138,24 +142,38 @@ def _lines_with_progress(fh: IO[bytes], total: int, enabled: bool) -> Iterator[b
 
 
 def replay_file(in_path: str | os.PathLike, out_path: str | os.PathLike, config: Config | None = None,
-                progress: bool = False, engine: Engine | None = None) -> ReplaySummary:
-    """Replay ``in_path`` into ``out_path``; returns the summary."""
+                progress: bool = False, engine: Engine | None = None,
+                respond: str | os.PathLike | None = None) -> ReplaySummary:
+    """Replay ``in_path`` into ``out_path``; returns the summary. With ``respond`` (a labels
+    file) the replay is closed-loop (:mod:`streams.respond`) and ``out_path`` its transcript."""
     engine = engine or Engine(config or Config())
     summary = ReplaySummary()
     states: dict[str, Profile] = {}
     start = time.perf_counter()
     with open(in_path, "rb") as fh, open(out_path, "wb") as out:
         total = os.fstat(fh.fileno()).st_size
-        buffer: list[bytes] = []
-        for o in replay_lines(_lines_with_progress(fh, total, progress), engine, states, summary):
-            if o.topic == c.COMMANDS:
-                summary.commands[o.value["action"]] += 1
-            elif o.topic == c.ALERTS:
-                summary.alerts += 1
-            buffer.append(output_line(o))
-            if len(buffer) >= 1024:
-                out.writelines(buffer)
-                buffer.clear()
-        out.writelines(buffer)
+        lines = _lines_with_progress(fh, total, progress)
+        if respond is not None:
+            from streams.respond import closed_loop, load_people
+            counts = closed_loop(lines, engine, load_people(str(respond)), out, states)
+            summary.lines, summary.answers, summary.withheld = counts["lines"], counts["answers"], counts["withheld"]
+            summary.events = engine.counts["events"]
+            summary.verdicts = engine.counts["verdicts"]
+            summary.duplicates = engine.counts["duplicates"]
+            summary.alerts = engine.counts["alerts"]
+            summary.commands.update(counts["commands"])
+            summary.accounts = len(states)
+        else:
+            buffer: list[bytes] = []
+            for o in replay_lines(lines, engine, states, summary):
+                if o.topic == c.COMMANDS:
+                    summary.commands[o.value["action"]] += 1
+                elif o.topic == c.ALERTS:
+                    summary.alerts += 1
+                buffer.append(output_line(o))
+                if len(buffer) >= 1024:
+                    out.writelines(buffer)
+                    buffer.clear()
+            out.writelines(buffer)
     summary.seconds = time.perf_counter() - start
     return summary

@@ -6,9 +6,17 @@ Input lines are contract messages: {"topic": "device"|"location"|"transaction"|"
 {"topic": "commands"|"alerts"|"dead-letter", "value": {...}}, alerts with their CloudEvents
 "headers". A bad line becomes a dead-letter line; nothing stops.
 
+With --respond LABELS.jsonl the replay is closed-loop (contract v2): it also plays the account
+service and the people from the labels - each step_up is answered 30 s later and each freeze's
+way back 10 min later by the person whose event triggered it (attacker or holder), with the
+first listed method the account has enrolled, passed or failed as the labels say; an attacker
+refused by a challenge they fail has their later events withheld. OUT is then the transcript:
+every event fed (file lines and answers), the outputs, and one "withheld" line per withheld event.
+
 example:
   atoguard replay events.jsonl --out decisions.jsonl
   atoguard replay events.jsonl --out shadow.jsonl --config policy.toml
+  atoguard replay events.jsonl --out transcript.jsonl --respond labels.jsonl
 """
 
 from __future__ import annotations
@@ -23,6 +31,8 @@ from streams.config import add_config_option, load_config
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("input", metavar="IN.jsonl", help="contract events, one message a line")
     parser.add_argument("--out", required=True, metavar="OUT.jsonl", help="where to write commands, alerts and dead letters")
+    parser.add_argument("--respond", metavar="LABELS.jsonl", default=None,
+                        help="closed loop: answer challenges as the labelled people would (contract v2)")
     add_config_option(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
 
@@ -35,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"atoguard replay: {exc}", file=sys.stderr)
         return 2
     try:
-        summary = replay_file(args.input, args.out, cfg, progress=not args.quiet)
+        summary = replay_file(args.input, args.out, cfg, progress=not args.quiet, respond=args.respond)
     except FileNotFoundError as exc:
         print(f"atoguard replay: {exc.filename}: no such file", file=sys.stderr)
         return 2

@@ -16,7 +16,7 @@ from detectors.facts import NO_FACTS, EventFacts
 from detectors.geo import haversine_km
 from detectors.profile import DAY_MS, HOUR_MS, Address, CredentialChange, Profile, Seen
 
-__all__ = ["Context", "build_context", "fix_error", "FEATURE_NAMES", "HOME_KM"]
+__all__ = ["Context", "build_context", "fix_error", "FEATURE_NAMES", "HOME_KM", "fix_error_km"]
 
 #: GPS fixes are precise; IP geolocation is city-level at best.
 IP_GEO_ERROR_KM = 250.0

@@ -39,7 +39,7 @@ from detectors.profile import DAY_MS, HOUR_MS, Profile
 from detectors.registry import build_detectors
 from detectors.sharding import shard_of
 
-__all__ = ["Engine", "Result", "default_facts"]
+__all__ = ["Engine", "Result", "default_facts", "dead_letter_output"]
 
 
 @dataclass(frozen=True, slots=True)

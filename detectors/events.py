@@ -37,7 +37,7 @@ from detectors import contract as c
 
 __all__ = [
     "BadInput", "DeadLetter", "DeviceEvent", "Event", "LocationEvent", "TransactionEvent",
-    "Verdict", "decode", "decode_or_dead_letter", "parse_value",
+    "Verdict", "decode", "decode_or_dead_letter", "parse_value", "Field", "to_dict",
 ]
 
 

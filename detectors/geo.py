@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+__all__ = ["haversine_km"]
+
 EARTH_RADIUS_KM = 6371.0088
 
 

@@ -17,7 +17,7 @@ from detectors import contract as c
 from detectors.reasons import REASONS, phrase
 
 __all__ = ["Output", "alert_value", "cloudevents_headers", "command_value", "deterministic_id",
-           "message_for", "pseudonym", "sign", "verify"]
+           "message_for", "pseudonym", "sign", "verify", "canonical"]
 
 PRODUCT = {"name": "atoguard", "vendor_name": "atoguard", "version": "0.1.0"}
 OCSF_VERSION = "1.3.0"

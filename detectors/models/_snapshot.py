@@ -20,7 +20,7 @@ import io
 import pickle
 from typing import Any
 
-__all__ = ["dumps", "loads"]
+__all__ = ["dumps", "loads", "load_versioned"]
 
 _ALLOWED = frozenset({
     ("builtins", "bool"), ("builtins", "bytes"), ("builtins", "complex"), ("builtins", "dict"),

@@ -12,6 +12,8 @@ from detectors.context import Context
 if TYPE_CHECKING:  # pragma: no cover
     from detectors.examples import Example
 
+__all__ = ["CredentialThenMoney", "FailedLogins"]
+
 
 class FailedLogins(Rule):
     """Many failed sign-ins on the account, and above all a success right after them."""

@@ -10,6 +10,8 @@ from detectors.context import Context
 if TYPE_CHECKING:  # pragma: no cover
     from detectors.examples import Example
 
+__all__ = ["CrossAccount", "LoginBurst"]
+
 _LOGINS = ("login_success", "login_failure")
 
 

@@ -11,6 +11,8 @@ from detectors.context import Context
 if TYPE_CHECKING:  # pragma: no cover
     from detectors.examples import Example
 
+__all__ = ["NewDevice"]
+
 SIGN_IN = frozenset({"login_success", "device_bound"})
 
 

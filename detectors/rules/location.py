@@ -11,6 +11,8 @@ from detectors.context import Context
 if TYPE_CHECKING:  # pragma: no cover
     from detectors.examples import Example
 
+__all__ = ["ImpossibleTravel", "NewCountry"]
+
 
 class ImpossibleTravel(Rule):
     """Two located events further apart than any traveller could cover in the time between.

@@ -10,6 +10,8 @@ from detectors.context import Context
 if TYPE_CHECKING:  # pragma: no cover
     from detectors.examples import Example
 
+__all__ = ["Drain", "OutOfCharacter"]
+
 
 class OutOfCharacter(Rule):
     """A money movement unlike the account's own baseline (River ``stats.Var`` of log-amounts

@@ -11,6 +11,8 @@ from detectors.context import Context
 if TYPE_CHECKING:  # pragma: no cover
     from detectors.examples import Example
 
+__all__ = ["RiskyNetwork", "SessionHijack"]
+
 _WEIGHT = {"tor": 0.45, "hosting": 0.35, "vpn": 0.1}
 
 

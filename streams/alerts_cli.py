@@ -1,39 +1,63 @@
 """``atoguard alerts tail``: follow <prefix>alerts for the security team.
 
-Prints one line per alert (time, account, risk, severity, action, reasons) as they arrive,
-or one JSON object per line with --json (the alert and its CloudEvents headers) for piping into
-jq or a SIEM. Filters: --min-severity (low, medium, high, critical) and --reason (repeatable;
-an alert matches if it carries any of them). Starts at the end of the topic unless
---from-beginning; stops after --max N alerts or --timeout seconds without a new message.
+Prints one line per alert (time, account, risk, severity, action, alert id, reasons) as they
+arrive, or one JSON object per line with --json (the alert and its CloudEvents headers) for
+piping into jq or a SIEM. The alert id is what `atoguard verdict --alert` takes. Filters:
+--min-severity (informational, low, medium, high, critical; any case) and --reason (repeatable,
+any case; an alert matches if it carries any of them). Starts at the end of the topic unless
+--from-beginning; stops after --max N alerts or --timeout seconds without a new message (which
+also bounds connecting). Rows of one poll batch are printed in time order across partitions.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-import uuid
 from datetime import datetime, timezone
 from typing import Any, TextIO
 
 import orjson
 
 from detectors import contract as c
+from detectors.reasons import REASONS
+from streams.cli import CliError, EXIT_USAGE, add_config_option, add_kafka_options, kafka_settings, \
+    load_policy, quiet_kafka_logs
 from streams.settings import Settings
+from streams.tail import MissingTopic, Unreachable, follow
 from streams.topics import topic_name
 
-__all__ = ["SEVERITIES", "format_row", "matches", "tail"]
+__all__ = ["SEVERITIES", "check_reasons", "format_row", "matches", "tail", "configure", "run"]
 
 SEVERITIES = {"informational": 1, "low": 2, "medium": 3, "high": 4, "critical": 5}
 
 EPILOG = """\
 examples:
   atoguard alerts tail                                # live, from now on
-  atoguard alerts tail --from-beginning --min-severity high
-  atoguard alerts tail --reason BALANCE_DRAIN --reason CREDENTIAL_CHANGE
+  atoguard alerts tail --from-beginning --min-severity High
+  atoguard alerts tail --reason balance_drain --reason CREDENTIAL_CHANGE
   atoguard alerts tail --json --from-beginning --timeout 5 | jq .value.finding_info.title
-"""
+  kcat -C -b 127.0.0.1:9092 -t ato.alerts -e -J      # the same topic with any Kafka client
 
-HEADER = f"{'time (UTC)':<19}  {'account':<16}  {'risk':>4}  {'severity':<8}  {'action':<8}  reasons"
+reason codes (docs/reasons.md says what each means):
+  """ + "\n  ".join(", ".join(list(REASONS)[i:i + 5]) for i in range(0, len(REASONS), 5)) + "\n"
+
+HEADER = (f"{'time (UTC)':<19}  {'account':<16}  {'risk':>4}  {'severity':<8}  {'action':<8}  "
+          f"{'alert id':<32}  reasons")
+
+
+def check_reasons(codes: list[str]) -> set[str]:
+    """The reason codes of ``--reason``, upper-cased; an unknown one is a :class:`CliError`
+    listing the known codes.
+
+    >>> sorted(check_reasons(["balance_drain", "SIM_SWAP"]))
+    ['BALANCE_DRAIN', 'SIM_SWAP']
+    """
+    wanted = {code.strip().upper() for code in codes}
+    unknown = sorted(wanted - set(REASONS))
+    if unknown:
+        raise CliError(f"unknown reason code(s) {', '.join(unknown)}; the codes are "
+                       f"{', '.join(REASONS)}", EXIT_USAGE)
+    return wanted
 
 
 def matches(alert: dict[str, Any], min_severity: int = 0, reasons: set[str] | None = None) -> bool:
@@ -53,52 +77,48 @@ def matches(alert: dict[str, Any], min_severity: int = 0, reasons: set[str] | No
 
 def format_row(alert: dict[str, Any]) -> str:
     """One readable line for an OCSF alert."""
-    when = datetime.fromtimestamp(alert.get("time", 0) / 1000, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+    when = _utc(alert.get("time", 0))
     unmapped = alert.get("unmapped", {})
     account = unmapped.get("account_id") or (alert.get("resources") or [{}])[0].get("uid", "?")
     action = unmapped.get("action") or "-"
     if unmapped.get("dry_run"):
         action += "*"
-    reasons = ", ".join(alert.get("finding_info", {}).get("types", []))
+    info = alert.get("finding_info", {})
+    reasons = ", ".join(info.get("types", []))
     return (f"{when:<19}  {account:<16.16}  {alert.get('risk_score', 0):>4}  {alert.get('severity', '?'):<8}  "
-            f"{action:<8}  {reasons}")
+            f"{action:<8}  {info.get('uid', '?'):<32}  {reasons}")
+
+
+def _utc(ms: Any) -> str:
+    ms = ms if type(ms) is int else 0
+    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def tail(settings: Settings, out: TextIO, *, from_beginning: bool = False, min_severity: int = 0,
          reasons: set[str] | None = None, as_json: bool = False, max_alerts: int | None = None,
          timeout_s: float | None = None) -> int:
     """Follow the alert topic; returns how many alerts were printed."""
-    from kafka import KafkaConsumer
-
-    consumer = KafkaConsumer(
-        topic_name(c.ALERTS, settings.topic_prefix), bootstrap_servers=settings.servers(),
-        group_id=f"atoguard-alerts-tail-{uuid.uuid4().hex[:8]}", enable_auto_commit=False,
-        auto_offset_reset="earliest" if from_beginning else "latest",
-        consumer_timeout_ms=int(timeout_s * 1000) if timeout_s else float("inf"),
-    )
     shown = 0
+    batches = follow(settings, topic_name(c.ALERTS, settings.topic_prefix), ts_field="time",
+                     from_beginning=from_beginning, timeout_s=timeout_s)
+    if not as_json:
+        print(HEADER, file=out, flush=True)
     try:
-        if not as_json:
-            print(HEADER, file=out, flush=True)
-        for msg in consumer:
-            try:
-                alert = orjson.loads(msg.value)
-            except orjson.JSONDecodeError:
-                continue
-            if type(alert) is not dict or not matches(alert, min_severity, reasons):
-                continue
-            if as_json:
-                headers = {k: v.decode("utf-8", "replace") for k, v in (msg.headers or [])}
-                out.write(orjson.dumps({"partition": msg.partition, "offset": msg.offset,
-                                        "headers": headers, "value": alert}).decode() + "\n")
-            else:
-                out.write(format_row(alert) + "\n")
-            out.flush()
-            shown += 1
-            if max_alerts is not None and shown >= max_alerts:
-                break
+        for batch in batches:
+            for msg in batch:
+                if not matches(msg.value, min_severity, reasons):
+                    continue
+                if as_json:
+                    out.write(orjson.dumps({"partition": msg.partition, "offset": msg.offset,
+                                            "headers": msg.headers, "value": msg.value}).decode() + "\n")
+                else:
+                    out.write(format_row(msg.value) + "\n")
+                out.flush()
+                shown += 1
+                if max_alerts is not None and shown >= max_alerts:
+                    return shown
     finally:
-        consumer.close()
+        batches.close()
     return shown
 
 
@@ -107,25 +127,29 @@ def configure(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     t = sub.add_parser("tail", help="follow the alert topic", description=__doc__,
                        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    t.add_argument("--min-severity", choices=list(SEVERITIES), default="informational",
-                   help="show alerts of at least this severity (default: all)")
+    t.add_argument("--min-severity", type=str.lower, choices=list(SEVERITIES), default="informational",
+                   help="show alerts of at least this severity, any case (default: all)")
     t.add_argument("--reason", action="append", default=[], metavar="CODE",
-                   help="show only alerts carrying this reason code (repeatable)")
+                   help="show only alerts carrying this reason code, any case (repeatable)")
     t.add_argument("--json", action="store_true", help="one JSON object per line (value and headers)")
     t.add_argument("--from-beginning", action="store_true", help="start at the oldest alert kept")
     t.add_argument("--max", type=int, default=None, metavar="N", help="stop after N alerts")
     t.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
-                   help="stop after this long without a new message (default: follow forever)")
-    t.add_argument("--bootstrap-servers", help="host:port[,...] (env ATOGUARD_BOOTSTRAP_SERVERS)")
-    t.add_argument("--topic-prefix", help="topic prefix (env ATOGUARD_TOPIC_PREFIX, default 'ato.')")
+                   help="stop after this long without a new message, and give up connecting after "
+                        "it (default: follow forever; connecting waits 10 s)")
+    add_kafka_options(t)
+    add_config_option(t)
 
 
 def run(args: argparse.Namespace) -> int:
+    reasons = check_reasons(args.reason) or None
+    settings = kafka_settings(args)
+    load_policy(args)
+    quiet_kafka_logs()
     try:
-        settings = Settings.from_env(bootstrap_servers=args.bootstrap_servers, topic_prefix=args.topic_prefix)
-    except ValueError as exc:
-        print(f"atoguard alerts: {exc}", file=sys.stderr)
-        return 2
-    tail(settings, sys.stdout, from_beginning=args.from_beginning, min_severity=SEVERITIES[args.min_severity],
-         reasons=set(args.reason) or None, as_json=args.json, max_alerts=args.max, timeout_s=args.timeout)
+        tail(settings, sys.stdout, from_beginning=args.from_beginning,
+             min_severity=SEVERITIES[args.min_severity], reasons=reasons, as_json=args.json,
+             max_alerts=args.max, timeout_s=args.timeout)
+    except (Unreachable, MissingTopic) as exc:
+        raise CliError(str(exc)) from None
     return 0

@@ -30,7 +30,7 @@ import sys
 from streams.config import add_config_option
 
 __all__ = ["COMMANDS", "CliError", "add_config_option", "add_kafka_options", "build_parser",
-           "kafka_settings", "main"]
+           "kafka_settings", "main", "load_policy", "quiet_kafka_logs"]
 
 #: name -> (module, one-line help). The order is the order of ``atoguard --help``.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -224,4 +224,8 @@ def _detach_stdout() -> None:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    # ``python -m streams.cli``: run the imported module's main, so that the subcommands and
+    # this entry point share one CliError class (this file is also ``__main__`` here)
+    from streams.cli import main as _main
+
+    sys.exit(_main())

@@ -22,10 +22,10 @@ example:
 from __future__ import annotations
 
 import argparse
-import sys
 
-from detectors.config import ConfigError
-from streams.config import add_config_option, load_config
+from streams.cli import CliError, EXIT_USAGE, add_config_option, load_policy
+
+__all__ = ["configure", "run"]
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -39,16 +39,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from streams.replay import replay_file
-    try:
-        cfg = load_config(args.config)
-    except ConfigError as exc:
-        print(f"atoguard replay: {exc}", file=sys.stderr)
-        return 2
+    cfg = load_policy(args)
     try:
         summary = replay_file(args.input, args.out, cfg, progress=not args.quiet, respond=args.respond)
     except FileNotFoundError as exc:
-        print(f"atoguard replay: {exc.filename}: no such file", file=sys.stderr)
-        return 2
+        raise CliError(f"{exc.filename}: no such file", EXIT_USAGE) from None
     if not args.quiet:
         print(f"replayed {args.input} -> {args.out} (policy {cfg.policy.version}"
               f"{', dry run' if cfg.policy.dry_run else ''})")

@@ -10,14 +10,18 @@ from __future__ import annotations
 import argparse
 import sys
 
+from streams.cli import CliError, add_config_option, add_kafka_options, kafka_settings, load_policy, \
+    quiet_kafka_logs
 from streams.settings import Settings
 from streams.topics import TopicSpec, create_topics, registry
+
+__all__ = ["configure", "format_table", "run"]
 
 EPILOG = """\
 examples:
   atoguard topics create                                   # on 127.0.0.1:9092, prefix ato.
   atoguard topics list                                     # the registry as a table
-  atoguard topics create --bootstrap-servers kafka:9092 --partitions 12
+  atoguard topics create --bootstrap-servers kafka:9092 --partitions 12 --replication-factor 3
   ATOGUARD_TOPIC_PREFIX=staging.ato. atoguard topics create
 
 environment (options win over it):
@@ -32,39 +36,42 @@ def configure(parser: argparse.ArgumentParser) -> None:
     """Add the ``create`` and ``list`` sub-commands."""
     parser.epilog = EPILOG
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--bootstrap-servers", help="host:port[,host:port] (default 127.0.0.1:9092)")
-    common.add_argument("--prefix", dest="topic_prefix", help="topic name prefix (default ato.)")
+    add_kafka_options(common)
+    common.add_argument("--prefix", dest="topic_prefix", help=argparse.SUPPRESS)  # old name
     common.add_argument("--partitions", type=int, help="partitions of every topic (default 6)")
     common.add_argument("--replication-factor", type=int, help="replicas of every topic (default 1)")
+    common.add_argument("--timeout", type=float, default=30.0, metavar="SECONDS",
+                        help="bound on connecting and on creating (default 30)")
+    add_config_option(common)
     sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     sub.add_parser("create", parents=[common], help="create every topic of the registry")
     sub.add_parser("list", parents=[common], help="print the registry as a table (no broker)")
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        settings = Settings.from_env(
-            bootstrap_servers=args.bootstrap_servers, topic_prefix=args.topic_prefix,
-            partitions=args.partitions, replication_factor=args.replication_factor,
-        )
-    except ValueError as exc:
-        print(f"atoguard topics {args.action}: {exc}", file=sys.stderr)
-        return 2
+    settings = kafka_settings(args, partitions=args.partitions,
+                              replication_factor=args.replication_factor)
+    load_policy(args)
     if args.action == "list":
         print(format_table(registry(settings), settings.topic_prefix))
         return 0
-    return _create(settings)
+    return _create(settings, args.timeout)
 
 
-def _create(settings: Settings) -> int:
+def _create(settings: Settings, timeout_s: float) -> int:
     from kafka.errors import KafkaError
 
+    from streams.tail import Unreachable, open_consumer
+
+    quiet_kafka_logs()
     try:
-        outcome = create_topics(settings)
+        open_consumer(settings, timeout_s).close()  # says "no Kafka answers" within the timeout
+        outcome = create_topics(settings, timeout_ms=int(timeout_s * 1000))
+    except Unreachable as exc:
+        raise CliError(str(exc)) from None
     except KafkaError as exc:
-        print(f"atoguard topics create: {settings.bootstrap_servers}: {exc}\n"
-              "  is the broker up? (atoguard broker status)", file=sys.stderr)
-        return 1
+        raise CliError(f"{settings.bootstrap_servers}: {exc}; is the broker up? "
+                       "(atoguard broker status)") from None
     width = max(map(len, outcome))
     for name, state in outcome.items():
         print(f"{name:<{width}}  {state}")

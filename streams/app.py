@@ -60,7 +60,7 @@ from streams.snapshots import SnapshotRefused, load_snapshot, save_snapshot
 from streams.topics import topic_name
 
 __all__ = ["PartitionMismatch", "WorkerOptions", "Runtime", "check_input_partitions", "create_app",
-           "ensure_internal_topics", "internal_topic_names"]
+           "ensure_internal_topics", "internal_topic_names", "shards_for"]
 
 log = logging.getLogger("atoguard.worker")
 

@@ -18,6 +18,8 @@ from pathlib import Path
 from streams.cli import add_config_option, load_policy
 from tools.kafka_broker import Broker, BrokerConfig, BrokerError
 
+__all__ = ["configure", "run"]
+
 EPILOG = """\
 examples:
   atoguard broker start                      # on 127.0.0.1:9092, data in ./.atoguard/kafka

@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     Record = DeviceEvent | LocationEvent | TransactionEvent | Verdict
 
 __all__ = [
-    "PumpStats", "dead_letter_value", "prime_metadata", "pump", "route", "send_dead_letter",
+    "Message", "PumpStats", "dead_letter_value", "prime_metadata", "pump", "route", "send_dead_letter",
 ]
 
 

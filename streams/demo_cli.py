@@ -26,6 +26,8 @@ from pathlib import Path
 
 from streams.cli import add_config_option, load_policy
 
+__all__ = ["configure", "run"]
+
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--accounts", type=int, default=500, help="simulated accounts (default 500)")

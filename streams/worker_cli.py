@@ -33,6 +33,8 @@ from detectors.config import ConfigError
 from streams.config import add_config_option, load_config
 from streams.settings import Settings
 
+__all__ = ["build", "build_quix", "configure", "run", "run_quix"]
+
 EPILOG = """\
 examples:
   atoguard broker start && atoguard topics create

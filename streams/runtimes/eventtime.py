@@ -29,7 +29,7 @@ from typing import Any, Optional
 import orjson
 from quixstreams.internal_consumer import buffering as qb
 
-__all__ = ["EventTimeBuffer", "event_ts", "install"]
+__all__ = ["EventTimeBuffer", "event_ts", "install", "EventTimePartitionBuffer"]
 
 _INF = float("inf")
 _next = attrgetter("next_timestamp")

@@ -6,9 +6,11 @@ row's timestamp after the record has been chosen. The contract says ``ts`` in th
 truth for ordering, and producers need not set the record time to it. So this module replaces
 the consumer's buffer with one that orders by the value's ``ts``:
 
-* every buffered partition's head record has a key, :func:`event_ts` of its value (falling back
-  to the Kafka timestamp when the value is not a JSON object with an integer ``ts``, so bad input
-  still flows to the dead-letter topic);
+* every buffered partition's head record has a key, :func:`event_ts` of its value; a value that
+  is not a JSON object with an integer ``ts`` (bad input, bound for the dead-letter topic) goes
+  as soon as it is at the head of its partition, so it never holds back the good records behind
+  it (with the Kafka timestamp as its key, a poison pill produced today would hold its partition
+  back until every other partition had drained);
 * :meth:`EventTimeBuffer.pop` takes the record with the lowest key across **all** assigned
   partitions of the input topics (Quix's own buffer does it per partition number only), so one
   worker reading a backlog decides in the order ``atoguard replay`` of the ts-sorted events does,
@@ -51,8 +53,11 @@ def event_ts(value: Any, default: int) -> int:
     return ts if type(ts) is int else default
 
 
-def _message_ts(message: Any) -> int:
-    return event_ts(message.value(), message.timestamp()[1])
+_NOW = float("-inf")  # the key of a record with no ts: take it as soon as it is at the head
+
+
+def _message_ts(message: Any) -> float:
+    return event_ts(message.value(), _NOW)
 
 
 class EventTimePartitionBuffer(qb.PartitionBuffer):

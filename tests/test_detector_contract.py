@@ -16,7 +16,8 @@ the context against the profile as it was, score, learn, then let the profile le
 Checked for every detector: scoring changes neither the context nor the profile and is
 repeatable; cold start is neutral; events with only their required fields are tolerated;
 ``state()``/``load_state()`` round-trips; the same seed gives the same output; findings are well
-formed.
+formed; and the detector fires on the example it declares (``example()``, see
+:mod:`detectors.examples`). Last, the registry is checked to be the one list of detectors.
 """
 
 from __future__ import annotations

@@ -143,13 +143,15 @@ def produce_lines(settings: Settings, lines: list[dict]) -> dict[str, int]:
     return last
 
 
-def read_committed(settings: Settings, logical: str, idle_s: float = 2.0) -> list:
-    """Every committed message of ``<prefix><logical>`` (isolation.level=read_committed)."""
+def read_committed(settings: Settings, logical: str, idle_s: float = 2.0,
+                   isolation: str = "read_committed") -> list:
+    """Every committed message of ``<prefix><logical>`` (isolation.level=read_committed), or
+    every message written, aborted ones too, with ``isolation="read_uncommitted"``."""
     from confluent_kafka import Consumer, TopicPartition
 
     name = topic_name(logical, settings.topic_prefix)
     consumer = Consumer({"bootstrap.servers": settings.bootstrap_servers, "group.id": f"reader-{time.time_ns()}",
-                         "isolation.level": "read_committed", "enable.auto.commit": False,
+                         "isolation.level": isolation, "enable.auto.commit": False,
                          "auto.offset.reset": "earliest"})
     try:
         parts = consumer.list_topics(name, timeout=10).topics[name].partitions

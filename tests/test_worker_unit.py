@@ -166,3 +166,147 @@ def test_sources_agent_in_a_test_context(tmp_path):
     sent = asyncio.run(go())
     assert [orjson.loads(s["value"])[0] for s in sent] == [1, 2, 3]
     assert all(s["key"] == b"dev:d1" for s in sent)
+
+
+# -- the Quix runtime, without a broker ---------------------------------------------------------------
+
+class FakeKafkaMessage:
+    """What the Quix consumer buffer reads of a confluent-kafka message."""
+
+    def __init__(self, topic: str, partition: int, offset: int, value: bytes | None, kafka_ts: int = 0) -> None:
+        self._t, self._p, self._o, self._v, self._ts = topic, partition, offset, value, kafka_ts
+
+    def topic(self):
+        return self._t
+
+    def partition(self):
+        return self._p
+
+    def offset(self):
+        return self._o
+
+    def value(self):
+        return self._v
+
+    def timestamp(self):
+        return (1, self._ts)
+
+
+def _buffer_with(batches: dict[tuple[str, int], list[bytes | None]], kafka_ts: int = 0):
+    from confluent_kafka import TopicPartition
+    from streams.runtimes.eventtime import EventTimeBuffer
+
+    buf = EventTimeBuffer(max_partition_buffer_size=100)
+    buf.assign_partitions([TopicPartition(t, p) for t, p in batches])
+    msgs = [FakeKafkaMessage(t, p, i, v, kafka_ts) for (t, p), vs in batches.items() for i, v in enumerate(vs)]
+    ends = {tp: len(vs) for tp, vs in batches.items()}
+    buf.feed(msgs, high_watermarks=ends, positions=ends)
+    buf.ends = ends
+    return buf
+
+
+def _drain(buf) -> list:
+    """Pop until empty; when a partition runs dry, feed nothing but the watermarks (as the
+    consumer does on its next poll: the partition is then known to be caught up)."""
+    out = []
+    while True:
+        m = buf.pop()
+        if m is None:
+            buf.feed([], high_watermarks=buf.ends, positions=buf.ends)
+            m = buf.pop()
+            if m is None:
+                return out
+        out.append((m.topic(), m.partition(), m.offset()))
+
+
+def _ts(t: int) -> bytes:
+    return orjson.dumps({"event_id": f"e{t}", "account_id": "a", "ts": t, "kind": "login_success"})
+
+
+def test_event_time_buffer_takes_the_lowest_ts_across_topics_and_partitions():
+    buf = _buffer_with({("dev", 0): [_ts(10), _ts(40)], ("loc", 0): [_ts(20)], ("dev", 1): [_ts(5), _ts(30)]},
+                       kafka_ts=999)
+    assert _drain(buf) == [("dev", 1, 0), ("dev", 0, 0), ("loc", 0, 0), ("dev", 1, 1), ("dev", 0, 1)]
+
+
+def test_a_record_without_ts_goes_at_once_and_holds_nothing_back():
+    # a poison pill with a Kafka timestamp later than every event must not wait behind them
+    buf = _buffer_with({("dev", 0): [_ts(10), b"\x00not json", _ts(50)], ("loc", 0): [_ts(20), _ts(30), _ts(40)]},
+                       kafka_ts=10**13)
+    assert _drain(buf) == [("dev", 0, 0), ("dev", 0, 1), ("loc", 0, 0), ("loc", 0, 1), ("loc", 0, 2), ("dev", 0, 2)]
+
+
+def test_event_time_buffer_waits_for_an_empty_partition_the_broker_still_has_data_for():
+    from confluent_kafka import TopicPartition
+    from streams.runtimes.eventtime import EventTimeBuffer
+
+    buf = EventTimeBuffer(max_partition_buffer_size=100)
+    buf.assign_partitions([TopicPartition("dev", 0), TopicPartition("loc", 0)])
+    buf.feed([FakeKafkaMessage("dev", 0, 0, _ts(10))], high_watermarks={("dev", 0): 1, ("loc", 0): 3},
+             positions={("dev", 0): 1, ("loc", 0): 0})
+    assert buf.pop() is None  # loc:0 holds 3 records not fetched yet: one of them may be earlier
+    buf.feed([FakeKafkaMessage("loc", 0, i, _ts(5 + 10 * i)) for i in range(3)],
+             high_watermarks={("dev", 0): 1, ("loc", 0): 3}, positions={("dev", 0): 1, ("loc", 0): 3})
+    buf.ends = {("dev", 0): 1, ("loc", 0): 3}
+    assert _drain(buf) == [("loc", 0, 0), ("dev", 0, 0), ("loc", 0, 1), ("loc", 0, 2)]
+
+
+class FakeState:
+    def __init__(self) -> None:
+        self.data: dict[bytes, bytes] = {}
+
+    def get_bytes(self, key, default=None):
+        return self.data.get(key, default)
+
+    def set_bytes(self, key, value):
+        self.data[key] = value
+
+
+class FakeProducer:
+    def __init__(self) -> None:
+        self.sent: list[dict] = []
+
+    def produce(self, **kw):
+        self.sent.append(kw)
+
+
+def quix_worker(tmp_path):
+    from streams.runtimes.quix import QuixOptions, QuixWorker
+
+    w = QuixWorker(SETTINGS, Config(shards=3), QuixOptions(data_dir=tmp_path, web_enabled=False, snapshot_interval_s=0))
+    w._producer = FakeProducer()
+    return w
+
+
+def _in_context(topic: str, partition: int, offset: int, fn):
+    from contextvars import copy_context
+    from quixstreams.context import set_message_context
+    from quixstreams.models.messagecontext import MessageContext
+
+    ctx = copy_context()
+    ctx.run(set_message_context, MessageContext(topic, partition, offset, 0))
+    return ctx.run(fn)
+
+
+def test_quix_handle_dead_letters_bad_input_and_keeps_the_state(tmp_path):
+    w = quix_worker(tmp_path)
+    state = FakeState()
+    _in_context("u.device", 2, 41, lambda: w.handle(b"\x00nope", b"a1", 0, None, state))
+    assert state.data == {}
+    (sent,) = w._producer.sent
+    value = orjson.loads(sent["value"])
+    assert sent["topic"] == "u.dead-letter" and sent["key"] == b"a1"
+    assert (value["reason"], value["topic"], value["partition"], value["offset"]) == (c.NOT_JSON, "u.device", 2, 41)
+
+
+def test_quix_handle_stores_the_profile_and_ignores_a_repeat(tmp_path):
+    from detectors.profile import decode
+
+    w = quix_worker(tmp_path)
+    state = FakeState()
+    _in_context("u.device", 0, 1, lambda: w.handle(login("e1", device_id="d1"), b"a1", 0, None, state))
+    stored = state.data[b"p"]
+    assert decode(stored).n_events == 1
+    _in_context("u.device", 0, 2, lambda: w.handle(login("e1", device_id="d1"), b"a1", 0, None, state))
+    assert state.data[b"p"] == stored  # a redelivered event changes nothing
+    assert w.metrics.duplicates.value(topic="device") == 1.0

@@ -146,6 +146,7 @@ ENVIRONMENT: dict[str, str] = {
     "ATOGUARD_KAFKA_LIB": "atoguard broker: Kafka jar cache folder",
     "ATOGUARD_TEST_BOOTSTRAP": "tests: use the Kafka at host:port instead of starting one",
     "ATOGUARD_DARPA_ZIP": "bench: path of the DARPA data set archive",
+    "ATOGUARD_SILENCE": "tests: the detector tools/silence_plugin.py silences (mutation check)",
 }
 
 

@@ -266,3 +266,51 @@ def test_every_metric_the_dashboard_queries_is_exported():
         assert exprs
         used = {name for expr in exprs for name in re.findall(r"\batoguard_[a-z0-9_]+", expr)}
         assert used and used <= exported, used - exported
+
+
+# -- docs and examples -------------------------------------------------------------------------
+def test_reasons_doc_is_the_generators_output():
+    from tools import gen_reasons
+
+    assert (ROOT / "docs" / "reasons.md").read_text() == gen_reasons.render(), \
+        "docs/reasons.md is stale: run python -m tools.gen_reasons"
+
+
+def test_example_policy_loads_and_sets_every_setting():
+    """examples/policy.toml names every setting of detectors/config.py (a new one must join it)."""
+    import dataclasses
+    import tomllib
+
+    from detectors.config import AllowEntry, Config, Keys, Policy, Windows
+
+    text = (ROOT / "examples" / "policy.toml").read_text()
+    Config.from_toml(text)
+    data = tomllib.loads(text)
+    assert set(data) == {f.name for f in dataclasses.fields(Config)}
+    for section, cls in (("policy", Policy), ("windows", Windows), ("keys", Keys)):
+        assert set(data[section]) == {f.name for f in dataclasses.fields(cls)}, section
+    assert set(data["allow"][0]) == {f.name for f in dataclasses.fields(AllowEntry)}
+
+
+def test_example_policy_holds_the_defaults_apart_from_the_allow_list():
+    from detectors.config import Config
+
+    loaded = Config.from_toml((ROOT / "examples" / "policy.toml").read_text())
+    assert loaded.replace(allow=()) == Config()
+
+
+def test_account_service_snippet_verifies_atoguard_commands():
+    """The reference consumer's verified() of docs/account-service.md accepts a real command and
+    refuses a changed one."""
+    from detectors.outputs import command_value
+
+    doc = (ROOT / "docs" / "account-service.md").read_text()
+    code = doc.split("```python\n", 1)[1].split("```", 1)[0]
+    snippet = code.split("def verified", 1)[1].split("\nconsumer", 1)[0]
+    namespace: dict = {}
+    exec("import hashlib, hmac, json\nKEY = b'k' * 16\ndef verified" + snippet, namespace)
+    cmd = command_value(account_id="a1", action="freeze", reasons=("SIM_SWAP",), risk=0.9,
+                        issued_at=10, expires_at=100, trigger_event_id="e1", alert_id=None,
+                        policy_version="p", dry_run=False, key="k" * 16, methods=["face"])
+    assert namespace["verified"](cmd)
+    assert not namespace["verified"]({**cmd, "dry_run": True})

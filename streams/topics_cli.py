@@ -8,7 +8,6 @@ co-partitioned by account id. Creating topics that exist already leaves them as 
 from __future__ import annotations
 
 import argparse
-import sys
 
 from streams.cli import CliError, add_config_option, add_kafka_options, kafka_settings, load_policy, \
     quiet_kafka_logs

@@ -4,7 +4,6 @@ write the contract topics, say what is missing, and print what an operator needs
 from __future__ import annotations
 
 import orjson
-import pytest
 
 from detectors.config import Config
 from detectors.outputs import alert_value, cloudevents_headers, command_value

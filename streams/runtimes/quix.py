@@ -133,9 +133,17 @@ class QuixWorker:
         self.stream_time: dict[int, int] = {}
         self.web: MetricsServer | None = None
         self._next_snapshot = time.monotonic() + options.snapshot_interval_s
-        self.app, self.sdf = self._build()
+        self.app: Any = None
+        self.sdf: Any = None
+        self._producer: Any = None
 
     # -- the application --------------------------------------------------------------------------
+    def build(self) -> "QuixWorker":
+        """Create the Quix application (it talks to the broker); :meth:`run` does it if needed."""
+        if self.app is None:
+            self.app, self.sdf = self._build()
+        return self
+
     def _build(self):
         from quixstreams import Application
 
@@ -269,8 +277,8 @@ class QuixWorker:
 
     # -- web --------------------------------------------------------------------------------------
     def health(self) -> dict:
-        consumer = self.app._consumer
         try:
+            consumer = self.app._consumer
             assigned = sorted(f"{tp.topic}:{tp.partition}" for tp in consumer.assignment())
         except Exception:  # not subscribed yet, or closing
             assigned = []
@@ -299,6 +307,7 @@ class QuixWorker:
     # -- running ----------------------------------------------------------------------------------
     def run(self) -> None:
         """Load the models, serve the web port, process until stopped, save the models."""
+        self.build()
         self.load_models()
         if self.options.web_enabled:
             self.metrics.lag.collect = self.lag_rows

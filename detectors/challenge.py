@@ -10,19 +10,19 @@ what the evidence says about the person acting:
   e-mail address that just changed goes to the thief's mailbox; an authenticator app or push
   device enrolled by an MFA change may be the thief's; a push after pushes were *denied* is push
   bombing; a method that just failed proves nothing when asked again.
-* **When a remote thief is likely** - evidence beyond the device's own novelty (an anonymising
-  or suspect network, an impossible trip, a credential changed from an untrusted origin, the
-  crowd), a failed challenge, or a second risky moment after a weak pass - only the methods a
-  remote thief cannot hold are listed: ``passkey`` and ``app_push`` (bound to the holder's
-  already trusted device) and ``face`` (a live match against the identity on file). A real-time
-  phishing relay passes every one-time code and the payment password, so those prove nothing
-  here.
-* **Otherwise** the question is only "is this new device yours?", which a holder on a new phone
-  must be able to answer: ``face`` first (it works on any phone), then what the holder knows or
-  receives (payment password, e-mail and SMS codes), and the methods that live on the old device
-  last (a holder who lost their phone cannot approve a push on it).
-* On an already trusted device the strongest first: passkey, face, push, authenticator, payment
-  password, e-mail, SMS.
+* **Who can pass what.** Nobody remote holds ``passkey`` or ``app_push`` (bound to the holder's
+  already trusted device) or ``face`` (a live match against the identity on file): these stop
+  every remote thief (push only until pushes are denied: push bombing). A real-time phishing
+  relay forwards whatever the victim types, so it passes every one-time code and the payment
+  password; a thief with a stolen password, a session token or a SIM holds none of them but the
+  SIM's SMS. So a first challenge lists the remote-proof methods first and then the others by how
+  few thieves hold them: payment password, authenticator, e-mail, SMS. An account that enrolled
+  no remote-proof method is offered the payment password, which stops all but a relay.
+* **A new device** (not yet trusted) may be the holder's new phone, the old one lost: ``face``
+  comes first (it works on any phone), the device-bound methods after the rest.
+* **A second risky moment after a weak pass** of the same device or session is what a relay
+  looks like after passing the codes: only remote-proof methods are listed (an account with none
+  enrolled is not offered a code it would pass again).
 
 An answer feeds back (:func:`is_strong`): a **strong pass** (``face``, ``passkey``, or any pass on
 a device with ``strong`` attestation bound to the account for 30 days or more) makes the device and
@@ -37,7 +37,7 @@ from detectors.base import Finding
 from detectors.profile import DAY_MS, Profile
 
 __all__ = [
-    "DEVICE_BOUND", "REMOTE_PROOF", "STRENGTH", "STRONG_METHODS", "compromised", "failure_finding",
+    "DEVICE_BOUND", "REMOTE_PROOF", "STRENGTH", "STRONG_METHODS", "compromised", "failure_finding", "failure_of",
     "is_strong", "methods_for", "strongly_verified", "way_back", "weak_passes",
 ]
 
@@ -49,8 +49,11 @@ STRONG_METHODS = frozenset({"face", "passkey"})
 REMOTE_PROOF = ("passkey", "face", "app_push")
 #: methods that live on the holder's already trusted device
 DEVICE_BOUND = frozenset({"passkey", "app_push"})
-#: what a holder on a new phone still has, most convincing first
-NEW_DEVICE_ORDER = ("face", "payment_password", "email_otp", "sms_otp", "totp", "passkey", "app_push")
+
+#: a first challenge: remote-proof first, then by how few thieves hold each
+FIRST_ORDER = ("passkey", "face", "app_push", "payment_password", "totp", "email_otp", "sms_otp")
+#: a first challenge of a device not yet trusted: what a holder on a new phone still has first
+NEW_DEVICE_ORDER = ("face", "payment_password", "totp", "email_otp", "sms_otp", "passkey", "app_push")
 
 #: credential change -> the method whose channel it hands to whoever made it
 TAKES_OVER = {
@@ -85,21 +88,23 @@ def compromised(profile: Profile, ts: int, cred_ms: int) -> set[str]:
     return out
 
 
-def methods_for(profile: Profile, ts: int, *, device_trusted: bool, remote_thief: bool,
-                weak_passed: frozenset[str], cred_ms: int) -> list[str]:
+def methods_for(profile: Profile, ts: int, *, device_trusted: bool, weak_passed: frozenset[str],
+                cred_ms: int) -> list[str]:
     """The methods of a challenge, strongest first (see the module docstring).
 
     >>> p = Profile()
-    >>> methods_for(p, 0, device_trusted=False, remote_thief=True, weak_passed=frozenset(), cred_ms=1)
+    >>> methods_for(p, 0, device_trusted=True, weak_passed=frozenset(), cred_ms=1)
+    ['passkey', 'face', 'app_push', 'payment_password', 'totp', 'email_otp', 'sms_otp']
+    >>> methods_for(p, 0, device_trusted=False, weak_passed=frozenset(), cred_ms=1)
+    ['face', 'payment_password', 'totp', 'email_otp', 'sms_otp', 'passkey', 'app_push']
+    >>> methods_for(p, 0, device_trusted=False, weak_passed=frozenset({"sms_otp"}), cred_ms=1)
     ['passkey', 'face', 'app_push']
-    >>> methods_for(p, 0, device_trusted=False, remote_thief=False, weak_passed=frozenset(), cred_ms=1)
-    ['face', 'payment_password', 'email_otp', 'sms_otp', 'totp', 'passkey', 'app_push']
     """
     bad = compromised(profile, ts, cred_ms) | weak_passed
-    if remote_thief:
+    if weak_passed:
         order = REMOTE_PROOF
     elif device_trusted:
-        order = STRENGTH
+        order = FIRST_ORDER
     else:
         order = NEW_DEVICE_ORDER
     return [m for m in order if m not in bad]
@@ -125,21 +130,23 @@ def is_strong(profile: Profile, method: str, device: str | None, attestation: st
     return d is not None and d.trust == 1 and ts - d.first >= ATTESTED_BOUND_MS
 
 
+def failure_of(reason: str) -> Finding:
+    """A failed or unanswered challenge as evidence of family ``challenge``.
+
+    >>> failure_of("denied")
+    Finding(detector='challenge', score=0.7, reasons=('CHALLENGE_FAILED',), family='challenge')
+    """
+    code = "CHALLENGE_UNANSWERED" if reason in ("timeout", "abandoned") else "CHALLENGE_FAILED"
+    return Finding("challenge", FAILURE_SCORE.get(reason, 0.4), (code,), "challenge")
+
+
 def failure_finding(profile: Profile, ts: int, device: str | None, session: str | None,
                     ip: str | None) -> Finding | None:
     """A recent failed or unanswered challenge of the same device, session or address, as
     evidence of family ``challenge`` (the strongest of them), or None."""
-    best = None
-    for f in profile.failures:
-        if not 0 <= ts - f.ts <= FAILURE_MS:
-            continue
-        if (device and f.device == device) or (session and f.session == session) or (ip and f.ip == ip):
-            score = FAILURE_SCORE.get(f.reason, 0.4)
-            if best is None or score > best[0]:
-                best = (score, "CHALLENGE_UNANSWERED" if f.reason in ("timeout", "abandoned") else "CHALLENGE_FAILED")
-    if best is None:
-        return None
-    return Finding("challenge", best[0], (best[1],), "challenge")
+    found = [failure_of(f.reason) for f in profile.failures if 0 <= ts - f.ts <= FAILURE_MS and (
+        (device and f.device == device) or (session and f.session == session) or (ip and f.ip == ip))]
+    return max(found, key=lambda f: f.score, default=None)
 
 
 def weak_passes(profile: Profile, ts: int, device: str | None, session: str | None) -> frozenset[str]:
@@ -152,12 +159,12 @@ def weak_passes(profile: Profile, ts: int, device: str | None, session: str | No
     return frozenset(out)
 
 
-def strongly_verified(profile: Profile, ts: int, device: str | None, session: str | None,
-                      since: int = 0) -> bool:
-    """Whether this device or session passed a strong challenge (after ``since``)."""
+def strongly_verified(profile: Profile, ts: int, device: str | None, session: str | None) -> int | None:
+    """When this device or session last passed a strong challenge (None: never)."""
+    when = None
     for key in (device and "device:" + device, session and "session:" + session):
         p = profile.passes.get(key) if key else None
-        if p is not None and p.strong and since <= p.ts <= ts:
-            return True
-    return False
+        if p is not None and p.strong and p.ts <= ts and (when is None or p.ts > when):
+            when = p.ts
+    return when
 

@@ -254,7 +254,10 @@ def build_context(profile: Profile, event: Event, cfg: Config, facts: EventFacts
             and not profile.is_good("country:" + cc, ts)
         err = fix_error(profile, event)
         last = profile.last_fix
-        if last is not None and err is not None:
+        if last is not None and err is not None and not (
+                event.ip_type == "mobile" and event.kind == "ip_geo" and cc is not None and cc in profile.countries):
+            # (a mobile carrier's address locates one of its national gateways: in a country the
+            # account knows it says nothing about where in it the phone is)
             dt_h = abs(ts - last.ts) / HOUR_MS
             if dt_h < 24:
                 dist = haversine_km(last.lat, last.lon, event.lat, event.lon)

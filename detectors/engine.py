@@ -220,9 +220,8 @@ class Engine:
         recent: list[Finding] = []
         evidence = None
         if not passed:
-            failure = challenge.failure_finding(profile, ts, actor.device, actor.session, actor.ip)
-            recent, evidence = with_recent(profile.evidence, [failure] if failure else [], ts)
-        decision = decide_answer(profile, passed, event.method, action=open_challenge.action,
+            recent, evidence = with_recent(profile.evidence, [challenge.failure_of(event.reason or "wrong_code")], ts)
+        decision = decide_answer(profile, passed, event.method, event.reason, action=open_challenge.action,
                                  issued_at=open_challenge.issued_at, ts=ts, actor=actor, recent=recent,
                                  cfg=self.cfg)
         outputs, alert_id, command_id = self._emit(event.account_id, event.event_id, ts, decision, recent, None) \

@@ -27,8 +27,8 @@ a shut-out holder when the person acting is the holder. A freeze needs one of
   says they may already hold.
 
 Every freeze names its way back (:func:`detectors.challenge.way_back`). A strong pass makes the
-device and session known-good: their device, location, network and model findings no longer
-count until new evidence (a credential change, money, the crowd) says otherwise; a weak pass only
+device and session known-good: their findings no longer count until new evidence (a credential
+changed after the pass, the crowd, a failed challenge) says otherwise; a weak pass only
 answers the device's novelty for a day, and a second risky moment after it is challenged with
 remote-proof methods only. The evidence about one sign-in arrives as several events (the
 login, its location fixes, the first payment), so findings of the last ten minutes count with the
@@ -56,9 +56,9 @@ MINUTE_MS = 60_000
 CLOSE_FAMILIES = frozenset({"device", "location", "network", "credential", "money", "crowd", "challenge"})
 #: families that point at a thief elsewhere, beyond the novelty of a device
 REMOTE_FAMILIES = frozenset({"location", "network", "credential", "crowd", "challenge"})
-#: families a strong challenge pass answers for its device and session (money, credentials and
-#: the crowd are new evidence)
-ANSWERED_BY_STRONG = frozenset({"device", "location", "network", "model"})
+#: families that still count on a device or session that passed a strong challenge (and
+#: ``credential`` for a change made after the pass)
+NEW_EVIDENCE = frozenset({"crowd", "challenge"})
 #: overwhelming: this many independent families at least this strong
 OVERWHELMING_FAMILIES = 3
 OVERWHELMING_AT = 0.5
@@ -221,8 +221,12 @@ def _answered(profile: Profile, findings: list[Finding], actor: Actor, ts: int) 
     the methods passed weakly on it in the last day."""
     if not profile.passes or not (actor.device or actor.session):
         return findings, frozenset()
-    if ch.strongly_verified(profile, ts, actor.device, actor.session):
-        findings = [f for f in findings if f.family not in ANSWERED_BY_STRONG]
+    verified = ch.strongly_verified(profile, ts, actor.device, actor.session)
+    if verified is not None:
+        # the holder, proven: what they do is theirs, until new evidence - a credential changed
+        # since, the crowd, a failed challenge - says otherwise
+        changed = any(v.ts > verified for v in profile.creds.values())
+        findings = [f for f in findings if f.family in NEW_EVIDENCE or (changed and f.family == "credential")]
     weak = ch.weak_passes(profile, ts, actor.device, actor.session)
     if weak:
         findings = [f for f in findings if f.family not in ("device", "model")]
@@ -276,7 +280,7 @@ def decide(profile: Profile, account_id: str, ts: int, ip: str | None, device: s
         if not (quiet or risk >= last.risk + pol.min_escalation):
             return Decision(risk, reasons, None, False, None, Change(restriction=lapsed) if lapsed else None)
         return Decision(risk, reasons, None, True, None, Change(restriction=lapsed, marks=(ALERT,)))
-    remote = failed or bool(weak) or remote_thief_likely(findings)
+    remote = failed or bool(weak) or remote_thief_likely(findings)  # for a freeze's way back
     methods: tuple[str, ...] | None = None
     if action == c.CLOSE:
         new = Restriction(State.CLOSED, ts, 0, None)
@@ -285,14 +289,14 @@ def decide(profile: Profile, account_id: str, ts: int, ip: str | None, device: s
         methods = tuple(ch.way_back(profile, ts, remote_thief=remote, cred_ms=actor.cred_ms))
     else:
         new = Restriction(State.STEPPED_UP, ts, ts + int(pol.step_up_cooldown_minutes * MINUTE_MS), None)
-        methods = tuple(ch.methods_for(profile, ts, device_trusted=actor.device_trusted, remote_thief=remote,
-                                       weak_passed=weak, cred_ms=actor.cred_ms))
+        methods = tuple(ch.methods_for(profile, ts, device_trusted=actor.device_trusted, weak_passed=weak,
+                                       cred_ms=actor.cred_ms))
     until = expires_at if methods else None
     return Decision(risk, reasons, action, True, expires_at,
                     Change(restriction=new, marks=(ALERT, action), challenge_until=until), methods)
 
 
-def decide_answer(profile: Profile, passed: bool, method: str, *, action: str,
+def decide_answer(profile: Profile, passed: bool, method: str, reason: str | None, *, action: str,
                   issued_at: int, ts: int, actor: Actor, recent: list[Finding], cfg: Config) -> Decision:
     """What the answer to the account's open challenge calls for (the challenge was a
     ``step_up`` or the way back of a ``freeze``, issued at ``issued_at``).
@@ -301,8 +305,8 @@ def decide_answer(profile: Profile, passed: bool, method: str, *, action: str,
       credential change since the freeze hands that method's channel to someone else.
     * A pass of a step-up needs nothing more (:func:`detectors.update.record_answer` cleared it).
     * A failure is evidence, weighed with the sign-in's ``recent`` findings by :func:`decide`:
-      a freeze when they stay above ``freeze_at``, another step-up (without the failed method)
-      above ``step_up_at``.
+      a freeze when they stay above ``freeze_at``, otherwise an alert for the security team -
+      never a second challenge in a row.
     """
     if passed:
         if action != c.FREEZE:
@@ -314,7 +318,13 @@ def decide_answer(profile: Profile, passed: bool, method: str, *, action: str,
                         Change(restriction=Restriction(State.NONE, ts, 0, None)))
     if action == c.FREEZE:
         return NOTHING  # still frozen; the failure is recorded
-    return decide(profile, "", ts, actor.ip, actor.device, recent, cfg, actor)
+    decision = decide(profile, "", ts, actor.ip, actor.device, recent, cfg, actor)
+    if decision.action == c.STEP_UP or (decision.action == c.FREEZE and reason == "not_enrolled"):
+        # no second challenge in a row (the person has just shown what they cannot pass), and
+        # an account without the methods asked for is no evidence against the person: the
+        # security team looks at it, the account service keeps holding what was asked
+        return Decision(decision.risk, decision.reasons, None, True)
+    return decision
 
 
 def decide_verdict(profile: Profile, label: str, source: str, ts: int, cfg: Config) -> Decision:

@@ -153,6 +153,7 @@ def apply_verdict(profile: Profile, is_ato: bool, ts: int, cfg: Config) -> dict[
             device.trust = 1
         for change in profile.creds.values():
             change.suspicious = False  # the holder made these changes
+        profile.failures.clear()  # and failed those checks (a lost phone, a typo)
     return situation.features
 
 

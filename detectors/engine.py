@@ -170,10 +170,9 @@ class Engine:
         cfg = self.cfg
         if profile.challenge is not None:
             update.expire_challenge(profile, event.ts)
-            if event.kind in c.CHALLENGE_KINDS:
-                return self._answer(event, profile)
-        elif event.kind in c.CHALLENGE_KINDS:
-            return ()  # no open challenge: a late or repeated answer changes nothing
+        if event.kind in c.CHALLENGE_KINDS:
+            # no open challenge: a late or repeated answer changes nothing
+            return self._answer(event, profile) if profile.challenge is not None else ()
         facts = self.facts.lookup(event)
         x = build_context(profile, event, cfg, facts)
         dets = self._detectors_for(event.account_id, event.topic)

@@ -17,14 +17,16 @@ however strong, gets a step-up.
 **Challenge first** (contract v2). Corroborated evidence above ``freeze_at`` still gets a step-up
 with methods the thief in view cannot pass (:mod:`detectors.challenge`), not a freeze: the
 account service holds the payout until the challenge is answered, so a freeze adds nothing but
-a shut-out holder when the person acting is the holder. A freeze needs one of
+a shut-out holder when the person acting is the holder. A freeze needs a failed or unanswered
+challenge of the same device, session or address (a finding of family ``challenge``) with the
+evidence, the failure included, above ``freeze_at`` and corroborated: someone is acting who could
+not prove to be the holder. (Or a verdict: the holder reporting a takeover.)
 
-* a failed or unanswered challenge of the same device, session or address (a finding of family
-  ``challenge``) with the rest of the evidence still above ``freeze_at``: someone is acting who
-  could not prove to be the holder;
-* overwhelming evidence (:func:`overwhelming`): three independent families strong at once,
-  where waiting for an answer gives the thief the minutes to finish on a channel the evidence
-  says they may already hold.
+When is evidence so strong that waiting for the answer is the bigger risk? We looked for such a
+case and found none the challenge does not cover: the payout waits for the answer, and where
+the evidence says the thief holds a channel (a new SIM, a changed e-mail or authenticator, pushes
+refused) that channel is left out of the methods, leaving the ones no remote thief holds. So
+behaviour alone, however alarming, never freezes; it challenges.
 
 Every freeze names its way back (:func:`detectors.challenge.way_back`). A strong pass makes the
 device and session known-good: their findings no longer count until new evidence (a credential
@@ -47,7 +49,7 @@ from detectors.base import Finding
 from detectors.config import Config
 from detectors.profile import HOUR_MS, Evidence, Profile, Restriction, State
 
-__all__ = ["Actor", "Change", "Decision", "decide", "decide_verdict", "effective", "fuse", "overwhelming",
+__all__ = ["Actor", "Change", "Decision", "decide", "decide_verdict", "effective", "fuse",
            "remote_thief_likely", "decide_answer", "with_recent", "ALERT", "CARRY_MS", "CLOSE_FAMILIES", "CORROBORATE_AT"]
 
 ALERT = "alert"
@@ -59,9 +61,7 @@ REMOTE_FAMILIES = frozenset({"location", "network", "credential", "crowd", "chal
 #: families that still count on a device or session that passed a strong challenge (and
 #: ``credential`` for a change made after the pass)
 NEW_EVIDENCE = frozenset({"crowd", "challenge"})
-#: overwhelming: this many independent families at least this strong
-OVERWHELMING_FAMILIES = 3
-OVERWHELMING_AT = 0.5
+
 #: a finding corroborates a freeze from this score up
 CORROBORATE_AT = 0.25
 
@@ -204,13 +204,6 @@ def _corroborated(findings: list[Finding]) -> bool:
     return len(families) >= 2
 
 
-def overwhelming(findings: list[Finding], risk: float, freeze_at: float) -> bool:
-    """Evidence so strong that waiting for a challenge's answer is the bigger risk: three
-    independent families at once, each strong, above the freeze line."""
-    families = {f.family for f in findings if f.score >= OVERWHELMING_AT and f.family in CLOSE_FAMILIES}
-    return risk >= freeze_at and len(families) >= OVERWHELMING_FAMILIES
-
-
 def remote_thief_likely(findings: list[Finding]) -> bool:
     """Whether the evidence points at someone elsewhere (not only at a new device)."""
     return any(f.score >= CORROBORATE_AT and f.family in REMOTE_FAMILIES for f in findings)
@@ -250,7 +243,7 @@ def decide(profile: Profile, account_id: str, ts: int, ip: str | None, device: s
     state = effective(restriction, ts)
     lapsed = Restriction(State.NONE, ts, 0, None) if state != restriction.state else None
     failed = any(f.family == "challenge" for f in findings)
-    if risk >= pol.freeze_at and _corroborated(findings) and (failed or overwhelming(findings, risk, pol.freeze_at)):
+    if failed and risk >= pol.freeze_at and _corroborated(findings):
         target = c.FREEZE
         if pol.auto_close and _two_strong(findings, pol.strong_at):
             target = c.CLOSE

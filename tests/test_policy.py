@@ -31,7 +31,7 @@ def f(score: float, family: str = "credential", name: str = "r") -> Finding:
     return Finding(name, score, ("CREDENTIAL_CHANGE",), family)
 
 
-FAMILIES = ("credential", "device", "money", "network")
+FAMILIES = ("credential", "device", "challenge", "network")  # the third: a failed challenge
 
 
 def decide_and_apply(profile: Profile, ts: int, findings, cfg: Config, ip=None):
@@ -71,15 +71,14 @@ def test_each_rung_of_the_ladder():
     assert decide(Profile(), "a1", T0, None, None, [f(0.85), FAILED], cfg).action == "freeze"
 
 
-def test_challenge_first_a_freeze_needs_a_failed_challenge_or_overwhelming_evidence():
-    """Two independent lines above freeze_at are challenged, not frozen; the same evidence with
-    a failed challenge of that session freezes, and so does evidence of three independent
-    families at once (waiting for an answer is then the bigger risk)."""
+def test_challenge_first_a_freeze_needs_a_failed_challenge():
+    """Independent lines above freeze_at are challenged, not frozen, however many; the same
+    evidence with a failed challenge of that session freezes."""
     two = [f(0.85, "credential", "a"), f(0.5, "device", "b")]
     three = [f(0.7, "credential", "a"), f(0.6, "device", "b"), f(0.6, "network", "c")]
     assert decide(Profile(), "a1", T0, None, None, two, Config()).action == "step_up"
     assert decide(Profile(), "a1", T0, None, None, [*two, FAILED], Config()).action == "freeze"
-    assert decide(Profile(), "a1", T0, None, None, three, Config()).action == "freeze"
+    assert decide(Profile(), "a1", T0, None, None, three, Config()).action == "step_up"
     # one line of evidence with a failure it must still clear freeze_at
     assert decide(Profile(), "a1", T0, None, None, [f(0.55), FAILED], Config()).action == "step_up"
 
@@ -98,23 +97,23 @@ def test_one_line_of_evidence_never_freezes_however_strong():
 
 
 def test_noisy_or_fusion_lets_independent_evidence_add_up():
-    # two findings of 0.6 each: 1 - 0.4 * 0.4 = 0.84 -> step_up; three -> 0.936, three
-    # independent families -> freeze
-    assert run_table([(0, [0.6, 0.6])]) == [(0, "step_up")]
-    assert run_table([(0, [0.6, 0.6, 0.6])]) == [(0, "freeze")]
-    assert run_table([(0, [0.2, 0.2, 0.2])]) == [(0, "alert")]
+    # one finding of 0.4: an alert does not even start; two: 1 - 0.6 * 0.6 = 0.64 -> alert;
+    # three: 0.784 -> step_up
+    assert run_table([(0, [0.4])]) == [(0, None)]
+    assert run_table([(0, [0.4, 0.4])]) == [(0, "alert")]
+    assert run_table([(0, [0.4, 0.4, 0.4])]) == [(0, "step_up")]
 
 
 def test_freeze_is_not_repeated_while_active_and_lapses_at_expires_at():
     ttl_min = int(Config().policy.freeze_ttl_hours * 60)
-    hi = [0.9, 0.5, 0.5]
+    hi = [0.9, 0.5, 0.6]
     table = [(0, hi), (10, hi), (ttl_min - 1, hi), (ttl_min + 1, hi)]
     # while frozen no second freeze; once the alert cooldown passes the security team hears again
     assert run_table(table) == [(0, "freeze"), (10, None), (ttl_min - 1, "alert"), (ttl_min + 1, "freeze")]
 
 
 def test_step_up_cooldown_and_escalation_to_freeze():
-    table = [(0, [0.7]), (5, [0.7]), (30, [0.85, 0.5, 0.5]), (31, [0.7])]
+    table = [(0, [0.7]), (5, [0.7]), (30, [0.85, 0.5, 0.6]), (31, [0.7])]
     assert run_table(table) == [(0, "step_up"), (5, None), (30, "freeze"), (31, None)]
 
 
@@ -129,7 +128,7 @@ def test_alert_cooldown_unless_risk_rises():
 
 
 def test_a_quieter_event_never_lowers_an_active_restriction():
-    table = [(0, [0.85, 0.5, 0.5]), (1, [0.5]), (2, [0.7])]
+    table = [(0, [0.85, 0.5, 0.6]), (1, [0.5]), (2, [0.7])]
     assert [a for _, a in run_table(table)] == ["freeze", None, None]
 
 
@@ -317,9 +316,8 @@ def test_analyst_ato_verdict_closes_and_nothing_is_issued_after():
     later = [Verdict("v1", "a1", t + MIN, "ato", "analyst"),
              TransactionEvent("a1-y1", "a1", t + 2 * MIN, "withdrawal", amount=100.0, device_id="evil")]
     outs, states, _ = run(stream + later)
-    # (the cash-out a minute after the step-up, before any answer: three strong families at
-    # once, so it is frozen without waiting)
-    assert commands(outs) == [("a1-x3", "step_up"), ("a1-x4", "freeze"), ("v1", "close")]
+    # (the cash-out a minute after the step-up waits for its answer: no second command)
+    assert commands(outs) == [("a1-x3", "step_up"), ("v1", "close")]
     assert states["a1"].state == "closed"
 
 

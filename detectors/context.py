@@ -139,6 +139,17 @@ def fix_error(profile: Profile, event: LocationEvent) -> float | None:
     return fix_error_km(event)
 
 
+def _fix_country(profile: Profile, fix) -> str | None:
+    """The country of a location fix: its own, or, for a fix at the account's home centre (GPS
+    fixes carry no country), the country the account is seen in most."""
+    if fix.country:
+        return fix.country
+    centre = profile.centre
+    if centre is None or not profile.countries or haversine_km(centre.lat, centre.lon, fix.lat, fix.lon) > HOME_KM:
+        return None
+    return max(profile.countries, key=lambda k: profile.countries[k].n)
+
+
 def _bound_at_home(profile: Profile, cred: CredentialChange) -> bool:
     """Whether a device registration (a change naming its device) has since been seen at the
     holder's home, which clears it."""
@@ -255,9 +266,10 @@ def build_context(profile: Profile, event: Event, cfg: Config, facts: EventFacts
         err = fix_error(profile, event)
         last = profile.last_fix
         if last is not None and err is not None and not (
-                event.ip_type == "mobile" and event.kind == "ip_geo" and cc is not None and cc in profile.countries):
-            # (a mobile carrier's address locates one of its national gateways: in a country the
-            # account knows it says nothing about where in it the phone is)
+                event.ip_type == "mobile" and event.kind == "ip_geo" and cc is not None
+                and cc == _fix_country(profile, last)):
+            # (a mobile carrier's address locates one of its national gateways: in the country
+            # of the last fix it says nothing about where in it the phone is)
             dt_h = abs(ts - last.ts) / HOUR_MS
             if dt_h < 24:
                 dist = haversine_km(last.lat, last.lon, event.lat, event.lon)

@@ -104,6 +104,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     tune.add_argument("--allowed-lateness", type=float, default=60.0,
                       help="quix: seconds an event may be earlier than its partition's stream time before it is "
                            "counted as late (atoguard_late_events_total; it is processed all the same)")
+    tune.add_argument("--arrival-order", action="store_true",
+                      help="quix: take records in Quix's own order (by Kafka timestamp, per partition number) "
+                           "instead of event-time (ts) order across the worker's partitions")
     tune.add_argument("--transaction-timeout", type=float, default=10.0,
                       help="quix, exactly-once, no --instance-id: transaction.timeout.ms in seconds, how long a killed "
                            "worker's open transaction can hold back read_committed readers (default 10)")
@@ -147,7 +150,7 @@ def build_quix(args: argparse.Namespace):
         session_timeout_s=args.session_timeout, processing_guarantee=args.processing_guarantee,
         commit_interval_s=0.1 if args.commit_interval is None else args.commit_interval,
         transaction_timeout_s=args.transaction_timeout, allowed_lateness_ms=int(args.allowed_lateness * 1000),
-        loglevel="INFO" if args.log_level == "debug" else "WARNING",
+        loglevel="INFO" if args.log_level == "debug" else "WARNING", event_time=not args.arrival_order,
     )
     return settings, cfg, options
 

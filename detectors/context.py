@@ -249,7 +249,8 @@ def build_context(profile: Profile, event: Event, cfg: Config, facts: EventFacts
         session is not None and ip is not None and session.ip is not None and session.ip != ip
         and ((asn is not None and session_asn is not None and session_asn != asn
               and (x.asn_new or (ts - asn_entry.first < FRESH_MS and asn_entry.first > settled)))
-             or (ip_type in ("hosting", "tor") and x.ip_new)))
+             or (ip_type in ("hosting", "tor")
+                 and (x.ip_new or (ip_entry is not None and ts - ip_entry.first < FRESH_MS)))))
     # ... and, worse, one that moved abroad or behind an anonymiser: a stolen token replayed
     # elsewhere, where a holder's phone leaving the home Wi-Fi stays with a local operator
     here = ip_entry.country if ip_entry is not None else None

@@ -40,7 +40,7 @@ from detectors.engine import Engine
 
 from detectors.profile import Profile
 
-__all__ = ["People", "Respondent", "closed_loop", "load_people"]
+__all__ = ["People", "Respondent", "closed_loop", "load_people", "respond_to"]
 
 STEP_UP_ANSWER_MS = 30_000
 FREEZE_ANSWER_MS = 10 * 60_000
@@ -123,6 +123,24 @@ def _answer(cmd: dict, trigger: dict, offered: str | None, passed: bool, ts: int
     return value
 
 
+def respond_to(cmd: dict, person: Respondent, trigger: dict, people: People) -> tuple[bool, dict | None]:
+    """What the account service and ``person`` do with one command (the rules above): whether
+    the person's attack is refused from now on (an attacker challenged with a method they fail,
+    frozen with no way back they pass, or closed), and the answer event, with its ``ts``
+    (None: no answer - a dry run, no methods, or neither a step_up nor a freeze). ``trigger``
+    is the value of the event that triggered the command (its device, address and session)."""
+    methods = cmd.get("methods")
+    offered = people.offered(cmd["account_id"], methods) if methods else None
+    refuse = person.incident is not None and (cmd["action"] == c.CLOSE or (
+        cmd["action"] in (c.STEP_UP, c.FREEZE)
+        and not people.passes(person, cmd["account_id"], offered, cmd["issued_at"])))
+    if cmd["dry_run"] or not methods or cmd["action"] not in (c.STEP_UP, c.FREEZE):
+        return refuse, None
+    at = cmd["issued_at"] + (STEP_UP_ANSWER_MS if cmd["action"] == c.STEP_UP else FREEZE_ANSWER_MS)
+    passed = people.passes(person, cmd["account_id"], offered, at)
+    return refuse, _answer(cmd, trigger, offered, passed, at)
+
+
 def closed_loop(lines: Iterator[bytes], engine: Engine, people: People, out: IO[bytes],
                 states: dict[str, Profile] | None = None) -> dict:
     """Run the closed loop over contract ``lines`` and write the transcript to ``out``; returns
@@ -148,22 +166,15 @@ def closed_loop(lines: Iterator[bytes], engine: Engine, people: People, out: IO[
             cmd = o.value
             counts["commands"][cmd["action"]] += 1
             person = who if who is not None else Respondent(people.attacker_of.get(cmd["trigger_event_id"]))
-            methods = cmd.get("methods")
-            offered = people.offered(cmd["account_id"], methods) if methods else None
-            if person.incident is not None:
-                if cmd["action"] == c.CLOSE or (
-                        cmd["action"] in (c.STEP_UP, c.FREEZE)
-                        and not people.passes(person, cmd["account_id"], offered, cmd["issued_at"])):
-                    refused.add(person.incident)
-            if cmd["dry_run"] or not methods or cmd["action"] not in (c.STEP_UP, c.FREEZE):
+            refuse, answer = respond_to(cmd, person, trigger, people)
+            if refuse:
+                refused.add(person.incident)
+            if answer is None:
                 continue
-            at = cmd["issued_at"] + (STEP_UP_ANSWER_MS if cmd["action"] == c.STEP_UP else FREEZE_ANSWER_MS)
-            passed = people.passes(person, cmd["account_id"], offered, at)
-            answer = _answer(cmd, trigger, offered, passed, at)
             person_of[answer["event_id"]] = person
             line = orjson.dumps({"topic": c.DEVICE, "value": answer})
             seq += 1
-            heapq.heappush(pending, (at, seq, line, answer, person))
+            heapq.heappush(pending, (answer["ts"], seq, line, answer, person))
 
     def feed_answers(before: int | None) -> None:
         while pending and (before is None or pending[0][0] < before):

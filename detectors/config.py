@@ -92,7 +92,15 @@ class Windows:
 
 @dataclass(frozen=True)
 class Keys:
-    """HMAC keys. The defaults are for development only; set real ones in production."""
+    """HMAC keys. The defaults are for development only (they are in the source, so anyone can
+    forge a command with them); ``atoguard run`` refuses them unless told it is a development
+    run. Set real ones with ``ATOGUARD_KEYS__COMMAND_HMAC`` etc. or a ``[keys]`` table.
+
+    >>> Keys().development()
+    ('command_hmac', 'pseudonym_hmac', 'snapshot_hmac')
+    >>> Keys(command_hmac="a-real-key-from-a-secret").development()
+    ('pseudonym_hmac', 'snapshot_hmac')
+    """
 
     command_hmac: str = "atoguard-dev-command-key"
     pseudonym_hmac: str = "atoguard-dev-pseudonym-key"
@@ -102,6 +110,10 @@ class Keys:
         for f in dataclasses.fields(self):
             if len(getattr(self, f.name)) < 8:
                 raise ConfigError(f"keys.{f.name}: must be at least 8 characters")
+
+    def development(self) -> tuple[str, ...]:
+        """The names of the keys still at their built-in development value."""
+        return tuple(f.name for f in dataclasses.fields(self) if getattr(self, f.name) == f.default)
 
 
 @dataclass(frozen=True)

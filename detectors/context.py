@@ -130,24 +130,14 @@ def _home_network(entry: Seen | None, ts: int) -> bool:
 
 
 def fix_error(profile: Profile, event: LocationEvent) -> float | None:
-    """:func:`fix_error_km`, except that the account's own mobile operator does not locate it:
-    roaming phones are routed home, so their address geolocates to the operator's gateway in
-    the home country while the phone is abroad."""
+    """:func:`fix_error_km`, except that a mobile operator the account uses does not locate it:
+    its addresses geolocate to one of its gateways, anywhere in its country, and a roaming phone
+    is routed home, so the gateway is in the home country while the phone is abroad. (An operator
+    the account has never used still locates its country.)"""
     if event.kind == "ip_geo" and event.ip_type == "mobile" and event.asn is not None \
-            and _home_network(profile.asns.get(str(event.asn)), event.ts):
+            and str(event.asn) in profile.asns:
         return None
     return fix_error_km(event)
-
-
-def _fix_country(profile: Profile, fix) -> str | None:
-    """The country of a location fix: its own, or, for a fix at the account's home centre (GPS
-    fixes carry no country), the country the account is seen in most."""
-    if fix.country:
-        return fix.country
-    centre = profile.centre
-    if centre is None or not profile.countries or haversine_km(centre.lat, centre.lon, fix.lat, fix.lon) > HOME_KM:
-        return None
-    return max(profile.countries, key=lambda k: profile.countries[k].n)
 
 
 def _bound_at_home(profile: Profile, cred: CredentialChange) -> bool:
@@ -266,11 +256,7 @@ def build_context(profile: Profile, event: Event, cfg: Config, facts: EventFacts
             and not profile.is_good("country:" + cc, ts)
         err = fix_error(profile, event)
         last = profile.last_fix
-        if last is not None and err is not None and not (
-                event.ip_type == "mobile" and event.kind == "ip_geo" and cc is not None
-                and cc == _fix_country(profile, last)):
-            # (a mobile carrier's address locates one of its national gateways: in the country
-            # of the last fix it says nothing about where in it the phone is)
+        if last is not None and err is not None:
             dt_h = abs(ts - last.ts) / HOUR_MS
             if dt_h < 24:
                 dist = haversine_km(last.lat, last.lon, event.lat, event.lon)

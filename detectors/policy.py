@@ -31,7 +31,7 @@ behaviour alone, however alarming, never freezes; it challenges.
 Every freeze names its way back (:func:`detectors.challenge.way_back`). A strong pass makes the
 device and session known-good: their findings no longer count until new evidence (a credential
 changed after the pass, the crowd, a failed challenge) says otherwise; a weak pass only
-answers the device's novelty for a day, and a second risky moment after it is challenged with
+halves the device's novelty for a day, and a second risky moment after it is challenged with
 remote-proof methods only. The evidence about one sign-in arrives as several events (the
 login, its location fixes, the first payment), so findings of the last ten minutes count with the
 current event's (:func:`with_recent`). The policy only reads the profile: each decision
@@ -58,6 +58,8 @@ MINUTE_MS = 60_000
 CLOSE_FAMILIES = frozenset({"device", "location", "network", "credential", "money", "crowd", "challenge"})
 #: families that point at a thief elsewhere, beyond the novelty of a device
 REMOTE_FAMILIES = frozenset({"location", "network", "credential", "crowd", "challenge"})
+#: after a weak pass (a code, a push, the payment password), the device's novelty counts this much
+WEAK_PASS_WEIGHT = 0.5
 #: families that still count on a device or session that passed a strong challenge (and
 #: ``credential`` for a change made after the pass)
 NEW_EVIDENCE = frozenset({"crowd", "challenge"})
@@ -222,7 +224,9 @@ def _answered(profile: Profile, findings: list[Finding], actor: Actor, ts: int) 
         findings = [f for f in findings if f.family in NEW_EVIDENCE or (changed and f.family == "credential")]
     weak = ch.weak_passes(profile, ts, actor.device, actor.session)
     if weak:
-        findings = [f for f in findings if f.family not in ("device", "model")]
+        # a code or a push passed: the device's novelty is half answered (a relay passes them)
+        findings = [Finding(f.detector, f.score * WEAK_PASS_WEIGHT, f.reasons, f.family)
+                    if f.family in ("device", "model") else f for f in findings]
     return findings, weak
 
 

@@ -94,12 +94,7 @@ def record_answer(profile: Profile, event: DeviceEvent, challenge: Challenge, st
         _remember(profile.failures, Failure(ts, event.method, event.reason or "wrong_code", device, session,
                                             event.ip or challenge.ip), MAX_FAILURES)
         return
-    profile.methods_used[event.method] = ts
-    for key in (device and "device:" + device, session and "session:" + session):
-        if key:
-            if key not in profile.passes and len(profile.passes) >= MAX_PASSES:
-                del profile.passes[min(profile.passes, key=lambda k: profile.passes[k].ts)]
-            profile.passes[key] = Pass(ts, event.method, strong)
+    _passed(profile, Pass(ts, event.method, strong), device, session)
     if strong:
         until = ts + int(cfg.policy.known_good_days * DAY_MS)
         for key in (device and "device:" + device, session and "session:" + session):
@@ -109,6 +104,16 @@ def record_answer(profile: Profile, event: DeviceEvent, challenge: Challenge, st
         if d is not None:
             d.trust = 1
         profile.evidence = {}  # the sign-in's evidence is answered
+
+
+def _passed(profile: Profile, record: Pass, device: str | None, session: str | None) -> None:
+    """Remember a pass for the device and the session it was made on."""
+    profile.methods_used[record.method] = record.ts
+    for key in (device and "device:" + device, session and "session:" + session):
+        if key:
+            if key not in profile.passes and len(profile.passes) >= MAX_PASSES:
+                del profile.passes[min(profile.passes, key=lambda k: profile.passes[k].ts)]
+            profile.passes[key] = record
 
 
 def expire_challenge(profile: Profile, ts: int) -> bool:
@@ -228,7 +233,10 @@ def observe(profile: Profile, x: Context, cfg: Config, risk: float = 0.0,
 
 def _observe_device_event(p: Profile, x: Context, event: DeviceEvent) -> None:
     kind, ts = event.kind, x.ts
-    if kind == "login_failure":
+    if kind == "login_success" and event.auth_method in ("passkey", "face"):
+        # signed in with a passkey or the holder's face: as good as a strong challenge passed
+        _passed(p, Pass(ts, event.auth_method, True), event.device_id, event.session_id)
+    elif kind == "login_failure":
         p.fails.append(ts)
         if len(p.fails) > MAX_FAILS:
             del p.fails[0]

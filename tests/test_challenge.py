@@ -143,6 +143,18 @@ def test_a_weak_pass_answers_only_the_novelty_and_a_second_risky_moment_is_remot
     assert again["action"] == "step_up" and again["methods"] == ["passkey", "face", "app_push"]
 
 
+def test_a_sign_in_with_a_passkey_counts_as_a_strong_pass_for_its_device():
+    engine, states = Engine(Config(detectors=RULES_ONLY)), {}
+    stream = takeover_stream()
+    x1 = stream[30]
+    strong_login = DeviceEvent(x1.event_id, "a1", x1.ts, "login_success", device_id="evil", ip=x1.ip,
+                               auth_method="passkey")
+    outs = list(engine.run([*stream[:30], strong_login, *stream[31:]], states))
+    assert cmds_of(outs) == [] and states["a1"].passes["device:evil"].strong
+    password_login = list(Engine(Config(detectors=RULES_ONLY)).run(stream, {}))
+    assert cmds_of(password_login) != []
+
+
 @pytest.mark.parametrize("reason,expected", [
     ("wrong_code", [("freeze", ("CHALLENGE_FAILED",))]),
     ("mismatch", [("freeze", ("CHALLENGE_FAILED",))]),

@@ -125,7 +125,7 @@ def check_input_partitions(settings: Settings, timeout_s: float = 30.0) -> int:
     from kafka import KafkaConsumer
 
     names = [topic_name(t, settings.topic_prefix) for t in c.INPUT_TOPICS]
-    consumer = KafkaConsumer(bootstrap_servers=settings.servers(), client_id="atoguard-check",
+    consumer = KafkaConsumer(**settings.client_options(), client_id="atoguard-check",
                              request_timeout_ms=int(timeout_s * 1000))
     try:
         deadline = time.monotonic() + timeout_s
@@ -163,7 +163,7 @@ def ensure_internal_topics(settings: Settings, app_id: str, partitions: int) -> 
         names["facts"]: {"num_partitions": partitions, "replication_factor": settings.replication_factor,
                          "configs": {"cleanup.policy": "compact"}},
     }
-    admin = KafkaAdminClient(bootstrap_servers=settings.servers(), client_id="atoguard-worker-admin")
+    admin = KafkaAdminClient(**settings.client_options(), client_id="atoguard-worker-admin")
     try:
         response = admin.create_topics(request, timeout_ms=30_000, raise_errors=False)
         for topic in response["topics"]:

@@ -16,6 +16,11 @@ atoguard at an existing cluster takes one variable::
 | ``ATOGUARD_SASL_MECHANISM`` | ``sasl_mechanism`` | empty (none) |
 | ``ATOGUARD_SASL_USERNAME`` | ``sasl_username`` | empty |
 | ``ATOGUARD_SASL_PASSWORD`` | ``sasl_password`` | empty |
+| ``ATOGUARD_SASL_PASSWORD_FILE`` | ``sasl_password_file`` | empty (a file holding the password) |
+| ``ATOGUARD_SSL_CAFILE`` | ``ssl_cafile`` | empty (the system's CAs) |
+
+Secrets (the SASL password) come only from the environment or a file, never from an option, and
+are never printed: ``repr(settings)`` leaves them out.
 
 Every other ``ATOGUARD_*`` variable is listed in :data:`ENVIRONMENT` (what ``atoguard --help``
 prints); :func:`check_environment` refuses a close misspelling of one of them, and a policy
@@ -67,7 +72,11 @@ class Settings:
         ``PLAINTEXT``, ``SSL``, ``SASL_PLAINTEXT`` or ``SASL_SSL``.
     sasl_mechanism, sasl_username, sasl_password
         SASL credentials (``PLAIN``, ``SCRAM-SHA-256`` or ``SCRAM-SHA-512``), used by the
-        command-line clients; the password is never printed.
+        worker and the command-line clients; the password is never printed.
+    sasl_password_file
+        A file holding the SASL password (first line), instead of ``sasl_password``.
+    ssl_cafile
+        PEM file of the CA that signed the brokers' certificates (``SSL`` / ``SASL_SSL``).
     """
 
     bootstrap_servers: str = "127.0.0.1:9092"
@@ -78,9 +87,44 @@ class Settings:
     sasl_mechanism: str = ""
     sasl_username: str = ""
     sasl_password: str = dataclasses.field(default="", repr=False)
+    sasl_password_file: str = dataclasses.field(default="", repr=False)
+    ssl_cafile: str = ""
 
     def __post_init__(self) -> None:
         _validate(self)
+
+    @property
+    def secured(self) -> bool:
+        """Whether clients authenticate or encrypt (anything but ``PLAINTEXT``)."""
+        return self.security_protocol != "PLAINTEXT"
+
+    def password(self) -> str:
+        """The SASL password: ``sasl_password``, else the first line of ``sasl_password_file``."""
+        if self.sasl_password or not self.sasl_password_file:
+            return self.sasl_password
+        try:
+            text = open(self.sasl_password_file, encoding="utf-8").read()
+        except OSError as exc:
+            raise ValueError(f"cannot read the SASL password file {self.sasl_password_file}: "
+                             f"{exc.strerror} (env {ENV_PREFIX}SASL_PASSWORD_FILE)") from None
+        return text.splitlines()[0].strip() if text.strip() else ""
+
+    def librdkafka_options(self) -> dict[str, str]:
+        """The connection part of a confluent-kafka (librdkafka) client configuration:
+        ``bootstrap.servers`` and, when configured, security protocol, SASL and CA file.
+
+        >>> Settings().librdkafka_options()
+        {'bootstrap.servers': '127.0.0.1:9092'}
+        """
+        options = {"bootstrap.servers": ",".join(self.servers())}
+        if self.secured:
+            options["security.protocol"] = self.security_protocol
+        if self.sasl_mechanism:
+            options.update({"sasl.mechanism": self.sasl_mechanism, "sasl.username": self.sasl_username,
+                            "sasl.password": self.password()})
+        if self.ssl_cafile:
+            options["ssl.ca.location"] = self.ssl_cafile
+        return options
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -89,7 +133,7 @@ class Settings:
         ``None`` overrides are ignored, so unset command-line options can be passed as they are.
 
         >>> Settings.from_env({"ATOGUARD_PARTITIONS": "12"}, topic_prefix="t.", partitions=None)
-        Settings(bootstrap_servers='127.0.0.1:9092', topic_prefix='t.', partitions=12, replication_factor=1, security_protocol='PLAINTEXT', sasl_mechanism='', sasl_username='')
+        Settings(bootstrap_servers='127.0.0.1:9092', topic_prefix='t.', partitions=12, replication_factor=1, security_protocol='PLAINTEXT', sasl_mechanism='', sasl_username='', ssl_cafile='')
         """
         env = os.environ if environ is None else environ
         types = typing.get_type_hints(cls)
@@ -118,7 +162,9 @@ class Settings:
                                    "security_protocol": self.security_protocol}
         if self.sasl_mechanism:
             options.update(sasl_mechanism=self.sasl_mechanism, sasl_plain_username=self.sasl_username,
-                           sasl_plain_password=self.sasl_password)
+                           sasl_plain_password=self.password())
+        if self.ssl_cafile:
+            options.update(ssl_cafile=self.ssl_cafile)
         if timeout_s is not None:
             ms = max(100, int(timeout_s * 1000))
             options.update(bootstrap_timeout_ms=ms, request_timeout_ms=max(ms, 1000))
@@ -138,6 +184,8 @@ ENVIRONMENT: dict[str, str] = {
     "ATOGUARD_WEB_PORT": "atoguard run: port of /metrics and /healthz",
     "ATOGUARD_WEB_HOST": "atoguard run: bind address of the web port",
     "ATOGUARD_LOG_LEVEL": "atoguard run: log level",
+    "ATOGUARD_DEV": "atoguard run: 1 for a development run, which may use the built-in development keys",
+    "ATOGUARD_BROKER_SECURITY": "atoguard broker: plaintext (default) or sasl_ssl (SCRAM-SHA-512 over TLS, ACLs)",
     "ATOGUARD_BROKER_PORT": "atoguard broker: client port of the local broker",
     "ATOGUARD_BROKER_CONTROLLER_PORT": "atoguard broker: KRaft controller port",
     "ATOGUARD_BROKER_DATA_DIR": "atoguard broker: data dir of the local broker",
@@ -213,6 +261,14 @@ def _validate(s: Settings) -> None:
     if s.sasl_mechanism not in _SASL_MECHANISMS:
         raise ValueError(f"sasl_mechanism {s.sasl_mechanism!r}: expected one of "
                          f"{', '.join(m for m in _SASL_MECHANISMS if m)} (env {ENV_PREFIX}SASL_MECHANISM)")
+    if s.sasl_mechanism and not s.security_protocol.startswith("SASL_"):
+        raise ValueError(f"sasl_mechanism {s.sasl_mechanism} needs security_protocol SASL_SSL or "
+                         f"SASL_PLAINTEXT, not {s.security_protocol} (env {ENV_PREFIX}SECURITY_PROTOCOL)")
+    if s.security_protocol.startswith("SASL_") and not s.sasl_mechanism:
+        raise ValueError(f"security_protocol {s.security_protocol} needs a sasl_mechanism, e.g. "
+                         f"SCRAM-SHA-512 (env {ENV_PREFIX}SASL_MECHANISM)")
+    if s.sasl_mechanism and not s.sasl_username:
+        raise ValueError(f"sasl_mechanism {s.sasl_mechanism} needs a sasl_username (env {ENV_PREFIX}SASL_USERNAME)")
     for name in ("partitions", "replication_factor"):
         value = getattr(s, name)
         if type(value) is not int or value < 1:

@@ -142,7 +142,7 @@ def create_topics(settings: Settings, specs: Iterable[TopicSpec] | None = None, 
     from kafka import errors as kafka_errors
 
     request = new_topic_request(settings, registry(settings) if specs is None else specs)
-    admin = KafkaAdminClient(bootstrap_servers=settings.servers(), client_id="atoguard-topics",
+    admin = KafkaAdminClient(**settings.client_options(), client_id="atoguard-topics",
                              request_timeout_ms=timeout_ms)
     try:
         response = admin.create_topics(request, timeout_ms=timeout_ms, raise_errors=False)

@@ -33,7 +33,7 @@ from detectors.config import ConfigError
 from streams.config import add_config_option, load_config
 from streams.settings import Settings
 
-__all__ = ["build", "build_quix", "configure", "run", "run_quix"]
+__all__ = ["build", "build_quix", "configure", "preflight", "run", "run_quix"]
 
 EPILOG = """\
 examples:
@@ -48,7 +48,14 @@ examples:
 environment (options win over it):
   ATOGUARD_BOOTSTRAP_SERVERS, ATOGUARD_TOPIC_PREFIX, ATOGUARD_PARTITIONS, ATOGUARD_APP_ID,
   ATOGUARD_STORE, ATOGUARD_WEB_PORT, ATOGUARD_DATA_DIR, ATOGUARD_SNAPSHOT,
-  ATOGUARD_INSTANCE_ID, ATOGUARD_CONFIG and ATOGUARD_<SECTION>__<KEY> policy overrides
+  ATOGUARD_INSTANCE_ID, ATOGUARD_CONFIG and ATOGUARD_<SECTION>__<KEY> policy overrides;
+  ATOGUARD_SECURITY_PROTOCOL, ATOGUARD_SASL_MECHANISM, ATOGUARD_SASL_USERNAME,
+  ATOGUARD_SASL_PASSWORD (or ATOGUARD_SASL_PASSWORD_FILE), ATOGUARD_SSL_CAFILE for a secured
+  cluster (secrets never on the command line); ATOGUARD_DEV=1 like --dev
+
+keys: the built-in HMAC keys are for development only; without --dev the worker refuses them.
+Set ATOGUARD_KEYS__COMMAND_HMAC, ATOGUARD_KEYS__PSEUDONYM_HMAC and ATOGUARD_KEYS__SNAPSHOT_HMAC
+(from a secret), or a [keys] table in a --config file only the worker can read (docs/security.md).
 
 cross-account facts (logins per IP / device): the quix runtime counts them over the events the
 worker itself processes (several workers each see their own partitions); the faust runtime
@@ -121,6 +128,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     tune.add_argument("--no-ack-wait", action="store_true",
                       help="do not wait for Kafka to acknowledge an event's commands/alerts before its profile "
                            "is written (faster; a crash may then lose the outputs of the last events)")
+    parser.add_argument("--dev", action="store_true",
+                        help="a development run: allow the built-in development HMAC keys (env ATOGUARD_DEV=1)")
     parser.add_argument("--log-level", default=_env("LOG_LEVEL", "info"),
                         choices=("debug", "info", "warning", "error"), help="default info")
     add_config_option(parser)
@@ -180,6 +189,11 @@ def run(args: argparse.Namespace) -> int:
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
     from streams.app import PartitionMismatch
 
+    refused = preflight(args)
+    if refused is not None:
+        message, code = refused
+        print(f"atoguard run: {message}", file=sys.stderr)
+        return code
     if args.runtime == "quix":
         return run_quix(args)
     try:
@@ -199,6 +213,28 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def preflight(args: argparse.Namespace) -> tuple[str, int] | None:
+    """Before the runtime starts: the settings and configuration load, the keys are not the
+    built-in development keys (unless ``--dev`` / ``ATOGUARD_DEV=1``), and a secured cluster
+    accepts our credentials. Returns ``(one line, exit code)`` when the run must not go on."""
+    from streams.security import KafkaUnreachable, check_connection, development_keys_refusal, development_run
+
+    try:
+        settings = Settings.from_env(bootstrap_servers=args.bootstrap_servers, topic_prefix=args.topic_prefix)
+        cfg = load_config(args.config)
+    except (ConfigError, ValueError) as exc:
+        return str(exc), 2
+    refusal = development_keys_refusal(cfg, development_run(getattr(args, "dev", False)))
+    if refusal is not None:
+        return refusal, 2
+    if settings.secured:
+        try:
+            check_connection(settings)
+        except (KafkaUnreachable, ValueError) as exc:
+            return str(exc), 1
+    return None
+
+
 def run_quix(args: argparse.Namespace) -> int:
     """The Quix runtime: runs until SIGTERM / Ctrl-C, then commits and saves the models."""
     from streams.app import PartitionMismatch
@@ -208,9 +244,16 @@ def run_quix(args: argparse.Namespace) -> int:
     except (PartitionMismatch, ConfigError, ValueError) as exc:
         print(f"atoguard run: {exc}", file=sys.stderr)
         return 2
+    from confluent_kafka import KafkaException
+    from quixstreams.models.topics.exceptions import TopicPermissionError
+
     from streams.runtimes.quix import QuixWorker
 
-    worker = QuixWorker(settings, cfg, options)
+    try:
+        worker = QuixWorker(settings, cfg, options).build()
+    except (TopicPermissionError, KafkaException) as exc:  # e.g. an ACL missing on a secured cluster
+        print(f"atoguard run: {exc}", file=sys.stderr)
+        return 1
     print(f"atoguard run: quix app {worker.app_id} on {settings.bootstrap_servers}, prefix {settings.topic_prefix!r}, "
           f"{settings.partitions} partitions, {options.processing_guarantee}, commit every "
           f"{options.commit_interval_s:g} s, metrics http://{options.web_host}:{options.web_port}/metrics",

@@ -27,6 +27,10 @@ from streams.topics import create_topics
 
 TEST_PARTITIONS = 3  # enough to see partitioning at work, cheap to create
 
+# The tests are development runs: `atoguard run` may use the built-in development keys
+# (streams/security.py); tests of the refusal clear it in their own subprocess environment.
+os.environ.setdefault("ATOGUARD_DEV", "1")
+
 
 @dataclass(frozen=True)
 class KafkaUnderTest:

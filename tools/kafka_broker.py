@@ -32,12 +32,23 @@ Configuration (options of ``atoguard broker``, or these variables):
 | ``ATOGUARD_KAFKA_VERSION`` | Kafka version from Maven Central | :data:`KAFKA_VERSION` |
 | ``ATOGUARD_KAFKA_LIB`` | jar cache folder | ``deploy/kafka/lib/<version>`` |
 | ``ATOGUARD_BROKER_HEAP`` | JVM maximum heap | ``768m`` |
+| ``ATOGUARD_BROKER_SECURITY`` | ``plaintext`` or ``sasl_ssl`` | ``plaintext`` |
+
+Security (``security="sasl_ssl"``): the client port is a ``SASL_SSL`` listener with
+SCRAM-SHA-512 only, its certificate signed by a CA made for this data dir with ``openssl``
+(``<data dir>/security/ca.pem`` is what clients trust); the controller listener takes SASL/PLAIN
+from the admin only. ``StandardAuthorizer`` is on with ``User:admin`` the only super user and
+no ACL meaning no access. The admin's SCRAM credential is written into the metadata when the
+storage is formatted (``kafka-storage format --add-scram``, KIP-900: no ZooKeeper needed), its
+password is random and kept in ``<data dir>/security/admin.password`` (mode 600). Other users
+and ACLs are added while the broker runs: :meth:`Broker.add_scram_user`, :meth:`Broker.add_acls`.
 """
 
 from __future__ import annotations
 
 import base64
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -49,8 +60,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 __all__ = [
-    "KAFKA_VERSION", "Broker", "BrokerConfig", "BrokerError", "BrokerStatus", "answers",
-    "fetch_jars", "new_cluster_id",
+    "ADMIN_USER", "KAFKA_VERSION", "SECURITY_MODES", "Broker", "BrokerConfig", "BrokerError",
+    "BrokerStatus", "answers", "fetch_jars", "new_cluster_id",
 ]
 
 #: The Kafka release atoguard runs by default (keep ``deploy/kafka/pom.xml`` in step).
@@ -75,6 +86,8 @@ class BrokerConfig:
     lib_dir: Path | None = None  # None: deploy/kafka/lib/<version>
     heap: str = "768m"
     host: str = "127.0.0.1"
+    #: ``plaintext`` (default) or ``sasl_ssl``: SCRAM-SHA-512 over TLS with ACLs (module docstring)
+    security: str = "plaintext"
 
     def __post_init__(self) -> None:
         for label, value in (("port", self.port), ("controller port", self.ctl_port)):
@@ -83,6 +96,8 @@ class BrokerConfig:
         if self.port == self.ctl_port:
             raise ValueError(f"client and controller ports must differ (both {self.port})")
         _heap_mb(self.heap)
+        if self.security not in SECURITY_MODES:
+            raise ValueError(f"broker security {self.security!r}: expected one of {', '.join(SECURITY_MODES)}")
         # Absolute paths: the pid check and `stop` must work from any working directory.
         object.__setattr__(self, "data_dir", Path(self.data_dir).resolve())
         if self.lib_dir is not None:
@@ -141,6 +156,27 @@ class BrokerConfig:
     def log_dirs(self) -> Path:
         return self.data_dir / "kraft"
 
+    @property
+    def security_dir(self) -> Path:
+        """Certificates and the admin's password of a ``sasl_ssl`` broker."""
+        return self.data_dir / "security"
+
+    @property
+    def ca_file(self) -> Path:
+        """The CA certificate clients of a ``sasl_ssl`` broker trust (``ATOGUARD_SSL_CAFILE``)."""
+        return self.security_dir / "ca.pem"
+
+    @property
+    def admin_password_file(self) -> Path:
+        return self.security_dir / "admin.password"
+
+
+#: ``BrokerConfig.security`` values
+SECURITY_MODES = ("plaintext", "sasl_ssl")
+#: the super user of a ``sasl_ssl`` broker (SCRAM-SHA-512 on the client port, PLAIN on the controller's)
+ADMIN_USER = "admin"
+SCRAM = "SCRAM-SHA-512"
+
 
 _ENV: tuple[tuple[str, str, type], ...] = (
     ("ATOGUARD_BROKER_PORT", "port", int),
@@ -149,6 +185,7 @@ _ENV: tuple[tuple[str, str, type], ...] = (
     ("ATOGUARD_KAFKA_VERSION", "version", str),
     ("ATOGUARD_KAFKA_LIB", "lib_dir", Path),
     ("ATOGUARD_BROKER_HEAP", "heap", str),
+    ("ATOGUARD_BROKER_SECURITY", "security", str),
 )
 
 
@@ -223,8 +260,9 @@ def _jars_ready(lib: Path, version: str) -> bool:
 
 # -- probing ----------------------------------------------------------------------------------
 
-def answers(bootstrap: str, timeout_s: float = 3.0) -> bool:
-    """Whether a Kafka broker answers at ``host:port``: a TCP connect, then a metadata call."""
+def answers(bootstrap: str, timeout_s: float = 3.0, **client_options: object) -> bool:
+    """Whether a Kafka broker answers at ``host:port``: a TCP connect, then a metadata call
+    (with ``client_options`` for kafka-python, e.g. SASL and TLS settings)."""
     host, _, port = bootstrap.rpartition(":")
     try:
         with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s):
@@ -238,7 +276,7 @@ def answers(bootstrap: str, timeout_s: float = 3.0) -> bool:
     try:
         admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="atoguard-probe",
                                  request_timeout_ms=timeout_ms,
-                                 bootstrap_timeout_ms=timeout_ms)
+                                 bootstrap_timeout_ms=timeout_ms, **client_options)
     except KafkaConfigurationError:
         raise  # our bug, not a broker that is down
     except (KafkaError, OSError):
@@ -276,8 +314,59 @@ class Broker:
 
     def status(self, timeout_s: float = 3.0) -> BrokerStatus:
         cfg = self.config
-        return BrokerStatus(cfg.bootstrap, self.pid(), answers(cfg.bootstrap, timeout_s),
+        return BrokerStatus(cfg.bootstrap, self.pid(), self._answers(timeout_s),
                             cfg.data_dir, cfg.log_file)
+
+    def _answers(self, timeout_s: float = 3.0) -> bool:
+        if self.secured and not self.config.admin_password_file.exists():
+            return False  # never started: no credentials yet
+        return answers(self.config.bootstrap, timeout_s, **self.admin_options())
+
+    # security -------------------------------------------------------------------------------
+
+    @property
+    def secured(self) -> bool:
+        return self.config.security == "sasl_ssl"
+
+    def admin_password(self) -> str:
+        """The admin's password of a ``sasl_ssl`` broker (made on the first start)."""
+        return self.config.admin_password_file.read_text().strip()
+
+    def admin_options(self) -> dict[str, object]:
+        """kafka-python keyword arguments that connect as the admin (empty for plaintext)."""
+        if not self.secured:
+            return {}
+        return {"security_protocol": "SASL_SSL", "sasl_mechanism": SCRAM,
+                "sasl_plain_username": ADMIN_USER, "sasl_plain_password": self.admin_password(),
+                "ssl_cafile": str(self.config.ca_file)}
+
+    def client_config(self, user: str = ADMIN_USER, password: str | None = None) -> dict[str, str]:
+        """A confluent-kafka (librdkafka) configuration connecting as ``user`` (the admin by default)."""
+        conf = {"bootstrap.servers": self.config.bootstrap}
+        if self.secured:
+            conf.update({"security.protocol": "SASL_SSL", "sasl.mechanism": SCRAM, "sasl.username": user,
+                         "sasl.password": self.admin_password() if password is None else password,
+                         "ssl.ca.location": str(self.config.ca_file)})
+        return conf
+
+    def add_scram_user(self, user: str, password: str, timeout_s: float = 30.0) -> None:
+        """Create (or change) the SCRAM-SHA-512 credential of ``user``, as the admin."""
+        from confluent_kafka.admin import (AdminClient, ScramCredentialInfo, ScramMechanism,
+                                           UserScramCredentialUpsertion)
+
+        admin = AdminClient(self.client_config())
+        upsert = UserScramCredentialUpsertion(
+            user, ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, 8192), password.encode("utf-8"))
+        for future in admin.alter_user_scram_credentials([upsert]).values():
+            future.result(timeout=timeout_s)
+
+    def add_acls(self, bindings: list, timeout_s: float = 30.0) -> None:
+        """Create ACLs (``confluent_kafka.admin.AclBinding`` objects), as the admin."""
+        from confluent_kafka.admin import AdminClient
+
+        admin = AdminClient(self.client_config())
+        for future in admin.create_acls(bindings, request_timeout=timeout_s).values():
+            future.result(timeout=timeout_s)
 
     def pid(self) -> int | None:
         """The pid of our running broker, from the pid file; ``None`` when it is not running."""
@@ -295,7 +384,7 @@ class Broker:
         (it is then stopped, so nothing half-started is left behind).
         """
         cfg = self.config
-        if self.pid() is not None and answers(cfg.bootstrap):
+        if self.pid() is not None and self._answers():
             return 0.0
         if self.pid() is not None:
             raise BrokerError(f"a broker from {cfg.data_dir} runs (pid {self.pid()}) but does not "
@@ -306,6 +395,8 @@ class Broker:
                 raise BrokerError(f"port {cfg.host}:{port} is already in use by another program; "
                                   "choose other ports with --port / --controller-port")
         jars = self.fetch()
+        if self.secured:
+            self._make_security()
         self._write_properties()
         self._format_once(jars)
         began = time.monotonic()
@@ -368,7 +459,71 @@ class Broker:
             "share.coordinator.state.topic.num.partitions": "10",
             "group.initial.rebalance.delay.ms": "0",
             "log.retention.hours": "168",
+            **(self._security_properties() if self.secured else {}),
         }
+
+    def _security_properties(self) -> dict[str, str]:
+        """The listeners, TLS, SASL and authorizer settings of a ``sasl_ssl`` broker."""
+        cfg = self.config
+        h, p, c = cfg.host, cfg.port, cfg.ctl_port
+        password = self.admin_password()
+        sec = cfg.security_dir
+        return {
+            "listeners": f"SASL_SSL://{h}:{p},CONTROLLER://{h}:{c}",
+            "advertised.listeners": f"SASL_SSL://{h}:{p},CONTROLLER://{h}:{c}",
+            "inter.broker.listener.name": "SASL_SSL",
+            "listener.security.protocol.map": "SASL_SSL:SASL_SSL,CONTROLLER:SASL_PLAINTEXT",
+            "sasl.enabled.mechanisms": SCRAM,
+            "sasl.mechanism.inter.broker.protocol": SCRAM,
+            "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config":
+                "org.apache.kafka.common.security.scram.ScramLoginModule required "
+                f'username="{ADMIN_USER}" password="{password}";',
+            "sasl.mechanism.controller.protocol": "PLAIN",
+            "listener.name.controller.sasl.enabled.mechanisms": "PLAIN",
+            "listener.name.controller.plain.sasl.jaas.config":
+                "org.apache.kafka.common.security.plain.PlainLoginModule required "
+                f'username="{ADMIN_USER}" password="{password}" user_{ADMIN_USER}="{password}";',
+            "ssl.keystore.type": "PEM",
+            "ssl.keystore.location": str(sec / "server.pem"),
+            "ssl.truststore.type": "PEM",
+            "ssl.truststore.location": str(sec / "ca.pem"),
+            "ssl.client.auth": "none",
+            "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+            "super.users": f"User:{ADMIN_USER}",
+            "allow.everyone.if.no.acl.found": "false",
+        }
+
+    def _make_security(self) -> None:
+        """Once per data dir: a CA, the broker's key and certificate (for 127.0.0.1 and
+        localhost) signed by it, and a random admin password; all under ``security/``."""
+        cfg = self.config
+        sec = cfg.security_dir
+        if (sec / "server.pem").exists() and cfg.admin_password_file.exists():
+            return
+        openssl = shutil.which("openssl")
+        if openssl is None:
+            raise BrokerError("openssl is needed to make the broker's certificates: apt-get install -y openssl")
+        sec.mkdir(parents=True, exist_ok=True)
+        os.chmod(sec, 0o700)
+        (sec / "san.cnf").write_text(f"subjectAltName=IP:{cfg.host},IP:127.0.0.1,DNS:localhost\n")
+        steps = [
+            ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "3650", "-subj", "/CN=atoguard test CA",
+             "-keyout", "ca.key", "-out", "ca.pem"],
+            ["req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={cfg.host}",
+             "-keyout", "server.key", "-out", "server.csr"],
+            ["x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+             "-days", "3650", "-extfile", "san.cnf", "-out", "server.crt"],
+            ["pkcs8", "-topk8", "-nocrypt", "-in", "server.key", "-out", "server.pk8"],
+        ]
+        for step in steps:
+            done = subprocess.run([openssl, *step], cwd=sec, capture_output=True, text=True, check=False)
+            if done.returncode != 0:
+                raise BrokerError(f"openssl {step[0]} failed (exit {done.returncode}): {done.stderr.strip()[-2000:]}")
+        # Kafka's PEM keystore: the PKCS#8 key, then the certificate chain
+        (sec / "server.pem").write_text((sec / "server.pk8").read_text() + (sec / "server.crt").read_text())
+        password = cfg.admin_password_file
+        password.write_text(secrets.token_urlsafe(24) + "\n")
+        os.chmod(password, 0o600)
 
     def _write_properties(self) -> None:
         cfg = self.config
@@ -384,6 +539,8 @@ class Broker:
             return
         command = [*self._java(jars, heap="256m"), "kafka.tools.StorageTool", "format",
                    "--standalone", "-t", new_cluster_id(), "-c", str(cfg.properties_file)]
+        if self.secured:  # KIP-900: the admin's SCRAM credential goes into the bootstrap metadata
+            command += ["--add-scram", f"{SCRAM}=[name={ADMIN_USER},password={self.admin_password()}]"]
         done = subprocess.run(command, capture_output=True, text=True, check=False)
         if done.returncode != 0:
             raise BrokerError(f"formatting {cfg.log_dirs} failed (exit {done.returncode}):\n"
@@ -406,7 +563,7 @@ class Broker:
             if pid is None or not self._alive(pid):
                 cfg.pid_file.unlink(missing_ok=True)
                 raise BrokerError(f"the broker exited during start-up\n{self.log_tail()}")
-            if answers(cfg.bootstrap, timeout_s=2.0):
+            if self._answers(timeout_s=2.0):
                 return
             time.sleep(0.2)
         self.stop(grace_s=5.0)

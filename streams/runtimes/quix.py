@@ -28,6 +28,8 @@ A small driver around the engine's seam, :meth:`detectors.engine.Engine.process_
   ``InitProducerId`` aborts the predecessor's transaction at once. Without ``instance_id`` the id
   is random and ``transaction.timeout.ms`` is lowered to ``transaction_timeout_s`` (default 10 s).
 * Static membership: ``instance_id`` becomes ``group.instance.id``.
+* Security: with ``Settings.security_protocol`` other than PLAINTEXT the application connects
+  with the settings' SASL and TLS options (:meth:`Settings.librdkafka_options`).
 * Models: one engine per worker, sharded like the partitions; snapshotted to a signed file
   (:mod:`streams.snapshots`) every ``snapshot_interval_s`` and at shutdown, loaded at start. They
   are not in the transactional state: after a crash they restart from the last snapshot.
@@ -159,7 +161,7 @@ class QuixWorker:
         data_dir = Path(o.data_dir)
         data_dir.mkdir(parents=True, exist_ok=True)
         app = Application(
-            broker_address=self.settings.bootstrap_servers,
+            broker_address=self._broker_address(),
             consumer_group=self.app_id,
             auto_offset_reset="earliest",
             processing_guarantee=o.processing_guarantee,
@@ -185,6 +187,15 @@ class QuixWorker:
             install(app, o.max_partition_buffer_size)
         self._producer = sdf.processing_context.producer
         return app, sdf
+
+    def _broker_address(self):
+        """The bootstrap servers, or with SASL/TLS configured a Quix ``ConnectionConfig`` with
+        them (the password as a secret string, never logged)."""
+        if not self.settings.secured:
+            return self.settings.bootstrap_servers
+        from quixstreams.kafka.configuration import ConnectionConfig
+
+        return ConnectionConfig.from_librdkafka_dict(self.settings.librdkafka_options())
 
     # -- one input message ------------------------------------------------------------------------
     def handle(self, value: bytes | None, key: bytes | None, timestamp: int, headers: Any, state: Any) -> None:

@@ -4,6 +4,7 @@ scored for microcluster bursts, and the raw score calibrated to [0, 1]."""
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 from detectors.burst.midas import MidasR
 from detectors.burst.sketch import key_hash
@@ -11,6 +12,8 @@ from detectors.burst.sketch import key_hash
 __all__ = ["BurstScorer"]
 
 MINUTE_MS = 60_000
+#: the node id of a source or account: key_hash, remembered for the sources and accounts seen last
+_node = lru_cache(maxsize=1 << 18)(key_hash)
 
 
 class BurstScorer:
@@ -41,7 +44,7 @@ class BurstScorer:
             self._first_minute = minute
         tick = max(self._tick, minute - self._first_minute + 1)
         self._tick = tick
-        s, d = key_hash(src), key_hash(dst)
+        s, d = _node(src), _node(dst)
         raw = 0.0
         for _ in range(weight):
             raw = self._midas.score_one(s, d, tick)

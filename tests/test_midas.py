@@ -132,6 +132,38 @@ def test_score_many_equals_score_one_bit_for_bit(rows, buckets, factor):
         assert many.to_bytes() == one.to_bytes()
 
 
+@pytest.mark.parametrize("factor", [0.5, 0.25, 0.3])
+def test_lazy_decay_of_score_one_equals_the_arrays_after_long_silences(factor):
+    # A cell left alone for 1,100 changes of tick decays into subnormal floats and then to 0:
+    # score_one decays it only when touched again, and must land on the very floats that
+    # multiplying the whole sketch at every change gives (score_many, and the saved state).
+    rng = np.random.default_rng(11)
+    edges = [(1, 2, 1), (1, 2, 1), (5, 6, 2)]
+    edges += [(3, 4, t) for t in range(3, 1103)] + [(1, 2, 1103), (5, 6, 1104), (5, 6, 1104)]
+    edges += [(int(rng.integers(0, 9)), int(rng.integers(0, 9)), 1104 + int(k)) for k in range(200)]
+    src, dst, tick = arrays(edges)
+    one = MidasR(buckets=97, factor=factor, seed=2)
+    expected = np.array(run_one(one, edges))
+    many = MidasR(buckets=97, factor=factor, seed=2)
+    assert np.array_equal(many.score_many(src, dst, tick), expected)
+    assert one.to_bytes() == many.to_bytes()
+
+
+@pytest.mark.parametrize("factor", [0.5, 0.25, 0.3, 0.0, 1.0])
+def test_lazy_decay_equals_multiplying_once_per_change_of_tick(factor):
+    from detectors.burst.midas import _Cells
+
+    cells = _Cells(np.zeros(1), np.zeros(1, dtype=np.int64), np.zeros(1, dtype=np.int64), factor)
+    rng = np.random.default_rng(4)
+    values = [0.0, 1.0, 2.9375, 5e-324, 3e-310] + list(rng.random(40) * 10.0 ** rng.integers(-5, 6, 40))
+    for v in values:
+        for k in [1, 2, 3, 60, 1021, 1022, 1023, 1074, 1075, 1076, 1100, 2200] + list(rng.integers(1, 1200, 10)):
+            slow = float(v)
+            for _ in range(int(k)):
+                slow *= factor
+            assert cells.decay(float(v), int(k)) == slow, (v, k)
+
+
 def test_score_many_continues_a_tick_left_open_by_score_one():
     rng = np.random.default_rng(5)
     src, dst, tick = random_stream(rng, 2000, 15, 0.05)

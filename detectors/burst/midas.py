@@ -83,6 +83,7 @@ The vectorised path gives the same numbers:
 
 from __future__ import annotations
 
+import math
 import operator
 import struct
 
@@ -186,6 +187,9 @@ class MidasR:
         self._total: np.ndarray | None = None  # (3 * rows * buckets,) int64
         self._tick: int | None = None
         self._plist: list | None = None  # hash parameters as Python ints, for score_one
+        # The edge-at-a-time state (see _Cells), or None while the arrays hold the state.
+        self._one: _Cells | None = None
+        self._node_cells: tuple[dict, dict] = ({}, {})  # node -> its source / destination cells
 
     # -- public API ---------------------------------------------------------------------------
 
@@ -197,26 +201,35 @@ class MidasR:
     def score_one(self, src: int, dst: int, tick: int) -> float:
         """Learn one edge and return its score (0.0 at the first tick).
 
-        A scalar path (Python ints and floats over the sketch arrays) that performs the same
-        floating-point operations, in the same order, as :func:`_score` does for a block, so
-        the result is bit-identical to :meth:`score_many`.
+        A scalar path (Python ints and floats) that performs the same floating-point operations,
+        in the same order, as :func:`_score` does for a block, so the result is bit-identical to
+        :meth:`score_many`. Its state is kept in Python lists with the decay applied lazily,
+        cell by cell (:class:`_Cells`): a change of tick costs nothing, where decaying the
+        arrays would touch every cell.
         """
         src, dst, tick = operator.index(src), operator.index(dst), operator.index(tick)
         self._check_first_tick(tick)
-        self._ensure_state()
+        one = self._one
+        if one is None:
+            self._ensure_state()
+            one = self._one = _Cells(self._base, self._hits, self._total, float(self.factor))
         if self._tick is not None and tick != self._tick:
-            self._advance()
+            one.epoch += 1  # the decay of every cell, owed until the cell is next touched
         self._tick = tick
-        base, hits, total = self._base, self._hits, self._total
+        base, hits, total, when, epoch = one.base, one.hits, one.total, one.when, one.epoch
+        decay = one.decay
         t = float(tick)
         top = 0.0
         for k, cells in enumerate(self._cells_list(src, dst)):
             a_min = s_min = None
             for c in cells:
-                hits[c] += 1
-                total[c] += 1
-                a = base.item(c) + hits.item(c)
-                s_ = total.item(c)
+                if when[c] != epoch:  # the tick changed since the cell was last touched
+                    base[c] = decay(base[c] + hits[c], epoch - when[c])
+                    hits[c] = 0
+                    when[c] = epoch
+                h = hits[c] = hits[c] + 1
+                s_ = total[c] = total[c] + 1
+                a = base[c] + h
                 if a_min is None or a < a_min:
                     a_min = a
                 if s_min is None or s_ < s_min:
@@ -229,21 +242,29 @@ class MidasR:
                 x2 = d * d / (s_f * (t - 1.0))
             if k == 0 or x2 > top:
                 top = x2
-        return float(np.log1p(top))
+        return float(_log1p(top))
 
     def _cells_list(self, src: int, dst: int) -> tuple[list[int], list[int], list[int]]:
-        """Flat cell indices per kind (edge, source, destination), as Python ints."""
+        """Flat cell indices per kind (edge, source, destination), as Python ints; a node's
+        cells are remembered (up to :data:`_NODE_CACHE` nodes per side)."""
         b = self.buckets
         plist = self._plist
         if plist is None:
             plist = self._plist = [[(int(p1), int(p2)) for p1, p2 in kind] for kind in self._params]
         rows = self.rows
         edge = edge_buckets_one(src, dst, plist[0], b)
-        source = node_buckets_one(src, plist[1], b)
-        dest = node_buckets_one(dst, plist[2], b)
-        return ([x + r * b for r, x in enumerate(edge)],
-                [x + (rows + r) * b for r, x in enumerate(source)],
-                [x + (2 * rows + r) * b for r, x in enumerate(dest)])
+        by_src, by_dst = self._node_cells
+        source = by_src.get(src)
+        if source is None:
+            if len(by_src) >= _NODE_CACHE:
+                by_src.clear()
+            source = by_src[src] = [x + (rows + r) * b for r, x in enumerate(node_buckets_one(src, plist[1], b))]
+        dest = by_dst.get(dst)
+        if dest is None:
+            if len(by_dst) >= _NODE_CACHE:
+                by_dst.clear()
+            dest = by_dst[dst] = [x + (2 * rows + r) * b for r, x in enumerate(node_buckets_one(dst, plist[2], b))]
+        return [x + r * b for r, x in enumerate(edge)], source, dest
 
     def score_many(self, src: np.ndarray, dst: np.ndarray, tick: np.ndarray,
                    chunk: int = 1 << 14) -> np.ndarray:
@@ -280,6 +301,8 @@ class MidasR:
                              f"{int(tick[i - 1])} (edge {i})")
         self._check_first_tick(int(tick[0]))
         self._ensure_state()
+        self._sync_arrays()
+        self._one = None  # the arrays hold the state while blocks are scored
         for lo in range(0, n, chunk):
             hi = min(lo + chunk, n)
             out[lo:hi] = self._score_block(src[lo:hi], dst[lo:hi], tick[lo:hi])
@@ -288,6 +311,7 @@ class MidasR:
     def to_bytes(self) -> bytes:
         """The parameters and state: a fixed header and raw little-endian arrays (no pickle)."""
         has_state = self._base is not None
+        self._sync_arrays()
         header = _HEADER.pack(_MAGIC, _VERSION, self.rows, self.buckets, float(self.factor),
                               self.seed, self._tick or 0, has_state)
         if not has_state:
@@ -348,6 +372,11 @@ class MidasR:
             self._base = np.zeros(ncell, dtype=np.float64)
             self._hits = np.zeros(ncell, dtype=np.int64)
             self._total = np.zeros(ncell, dtype=np.int64)
+
+    def _sync_arrays(self) -> None:
+        """Write the edge-at-a-time state (if any) into the arrays, every decay owed applied."""
+        if self._one is not None:
+            self._one.store(self._base, self._hits, self._total)
 
     def _advance(self) -> None:
         """The tick changed: fold this tick's hits into the base and decay it."""
@@ -453,6 +482,68 @@ class MidasR:
         self._total += np.bincount(cells, minlength=self._total.shape[0])
         shape = (n, _KINDS, self.rows)
         return _score(a.reshape(shape), s.reshape(shape), tick.astype(np.float64))
+
+
+#: Nodes whose cells :meth:`MidasR._cells_list` remembers, per side, before forgetting them all.
+_NODE_CACHE = 1 << 16
+_log1p = np.log1p
+
+
+class _Cells:
+    """The sketches of :meth:`MidasR.score_one` as Python lists, decayed lazily.
+
+    ``base``, ``hits`` and ``total`` are the arrays' cells; ``epoch`` counts the changes of tick
+    so far and ``when[c]`` the changes already applied to cell ``c``. A cell touched after ``k``
+    changes it has not seen is brought up to date with the very operations the arrays would
+    have had: ``base <- (base + hits) * factor``, then ``base <- base * factor`` ``k - 1`` times
+    more (``base + 0 == base``), ``hits <- 0`` (:meth:`decay`).
+    """
+
+    __slots__ = ("base", "hits", "total", "when", "epoch", "factor", "shift")
+
+    def __init__(self, base: np.ndarray, hits: np.ndarray, total: np.ndarray, factor: float) -> None:
+        self.base, self.hits, self.total = base.tolist(), hits.tolist(), total.tolist()
+        self.when = [0] * len(self.base)
+        self.epoch = 0
+        self.factor = factor
+        mantissa, exponent = math.frexp(factor)
+        # factor == 2 ** -shift: k multiplications are one exact ldexp while the result stays
+        # normal (None: another factor, multiplied k times)
+        self.shift = 1 - exponent if mantissa == 0.5 and exponent <= 1 else None
+
+    def decay(self, v: float, k: int) -> float:
+        """``v`` multiplied ``k`` times by ``factor``, each product rounded as floats are."""
+        factor, shift = self.factor, self.shift
+        if shift is None or v == 0.0 or factor == 0.0:
+            for _ in range(k):
+                v *= factor
+                if v == 0.0:
+                    break
+            return v
+        if shift == 0:
+            return v
+        exponent = math.frexp(v)[1]  # v = m * 2**exponent, 0.5 <= m < 1
+        exact = max(0, (exponent + 1021) // shift)  # products that stay normal (exact)
+        if k <= exact:
+            return math.ldexp(v, -shift * k)
+        v = math.ldexp(v, -shift * exact)
+        for _ in range(k - exact):  # subnormal: each product rounds, until nothing is left
+            v *= factor
+            if v == 0.0:
+                break
+        return v
+
+    def store(self, base: np.ndarray, hits: np.ndarray, total: np.ndarray) -> None:
+        """Bring every cell up to date and copy the lists into the arrays."""
+        b, h, when, epoch, decay = self.base, self.hits, self.when, self.epoch, self.decay
+        for c in range(len(b)):
+            if when[c] != epoch:
+                b[c] = decay(b[c] + h[c], epoch - when[c])
+                h[c] = 0
+                when[c] = epoch
+        base[:] = b
+        hits[:] = h
+        total[:] = self.total
 
 
 def _is_int(x: object) -> bool:

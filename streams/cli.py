@@ -42,6 +42,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "topics": ("streams.topics_cli", "create the contract's topics, idempotently"),
     "alerts": ("streams.alerts_cli", "follow the alert topic for the security team"),
     "commands": ("streams.commands_cli", "follow the command topic; who is frozen now"),
+    "account": ("streams.account_cli", "one account: its restriction, open challenge and recent decisions"),
     "verdict": ("streams.verdict_cli", "publish an analyst's or account holder's verdict"),
     "demo": ("streams.demo_cli", "broker, topics, worker and simulated traffic in one go, then the report"),
 }

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import math
 
-from river import stats
-
 from detectors import contract as c
 from detectors.config import Config
 from detectors.context import HOME_KM, Context, fix_error
@@ -278,6 +276,17 @@ def _observe_fix(p: Profile, x: Context, event: LocationEvent) -> None:
             p.centre = Centre(event.lat, event.lon, 1)
 
 
+def _amount_update(a: AmountStats, x: float) -> AmountStats:
+    """River's ``stats.Var`` (ddof 1) restored from ``a``, updated with ``x``: the same floats,
+    without building the River objects (a test checks them against River)."""
+    n, mean = (a.n, a.mean) if a.n else (0.0, 0.0)
+    s = (n - 1) * a.var if a.n else 0.0
+    n += 1.0
+    new_mean = mean + (1.0 / n) * (x - mean)
+    s += 1.0 * (x - mean) * (x - new_mean)
+    return AmountStats(n, new_mean, s / (n - 1) if n > 1 else 0.0)
+
+
 def _observe_money(p: Profile, event) -> None:
     kind, ts = event.kind, event.ts
     if kind == "payee_added" and event.counterparty_id:
@@ -286,10 +295,7 @@ def _observe_money(p: Profile, event) -> None:
     elif event.counterparty_id and kind in c.MONEY_OUT_KINDS:
         touch(p.payees, event.counterparty_id, ts, MAX_PAYEES, Payee).paid = True
     if kind in c.MONEY_OUT_KINDS and event.amount is not None:
-        a = p.amount
-        v = stats.Var._from_state(a.n, a.mean, a.var) if a.n else stats.Var()
-        v.update(math.log1p(event.amount))
-        p.amount = AmountStats(v.n, v.mean.get(), v.get())
+        p.amount = _amount_update(p.amount, math.log1p(event.amount))
     if kind == "loan_draw":
         p.loan.last_draw = ts
         p.loan.draws += 1

@@ -52,10 +52,10 @@ This is a supporting signal: it must never freeze an account alone. The contribu
 
 Cost
 ----
-Per watched event, with the defaults (10 trees of height 6): one walk down each tree to score,
-reused to learn (see :class:`_Group`), about 30 µs of CPU (20 to score, 9 to learn) on the
-development machine, measured over 217k simulated events; nothing for the other events. Cost is
-linear in ``n_trees`` (5 trees: about 20 µs) and exponential in ``height``.
+Per watched event, with the defaults (10 trees of height 6): one walk down each tree to where
+River's scoring walk stops (see :class:`_Forest`); learning keeps the scaled vector and counts
+the paths of a whole window at once with numpy when the masses pivot. Nothing for the other
+events. Cost is linear in ``n_trees``.
 
 Examples
 --------
@@ -84,6 +84,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
+import numpy as np
 from river import anomaly, compose, preprocessing
 
 from detectors.base import Finding
@@ -116,6 +117,7 @@ FEATURES: dict[str, tuple[tuple[str, float, float | None, float | None], ...]] =
     ),
 }
 GROUPS = tuple(FEATURES)
+_DEFAULTS = {group: tuple((k, d) for k, d, _lo, _hi in spec) for group, spec in FEATURES.items()}
 
 #: Events whose fused risk reaches this are never learned from (the policy's ``step_up_at``).
 RISK_NO_LEARN = 0.65
@@ -149,15 +151,14 @@ class _Group:
     Scoring and learning take a fast path that gives exactly (bit for bit) what
     ``pipeline.score_one`` / ``pipeline.learn_one`` give, checked by ``tests/test_models.py``:
 
-    * the scaler's ranges are mirrored in ``lo`` / ``hi``, so the scaled vector is computed once
-      per event, and the scaler is only asked to learn when a value falls outside its range
-      (otherwise learning would not change it);
-    * the trees are walked once: the score walk records its path in each tree, and learning
-      (the same scaled vector, hence the same paths) adds the mass along it, going on from where
-      the score walk stopped early.
+    * vectors are lists in the order of :data:`FEATURES`; the scaler's ranges are mirrored in
+      ``lo`` / ``span``, so the scaled vector is computed once per event, and the scaler is only
+      asked to learn when a value falls outside its range (otherwise learning would not change it);
+    * the trees are walked from flat lists (:class:`_Forest`), not from River's node objects.
     """
 
-    __slots__ = ("pipeline", "scaler", "hst", "calibrator", "n_learned", "n_skipped", "lo", "hi")
+    __slots__ = ("pipeline", "scaler", "hst", "calibrator", "n_learned", "n_skipped", "names", "lo", "hi",
+                 "span", "forest")
 
     def __init__(self, group: str, pipeline: compose.Pipeline, calibrator: PercentileCalibrator,
                  n_learned: int = 0, n_skipped: int = 0) -> None:
@@ -166,82 +167,165 @@ class _Group:
         self.calibrator = calibrator
         self.n_learned = n_learned
         self.n_skipped = n_skipped
+        self.names = tuple(k for k, *_ in FEATURES[group])
+        self._ranges()
+        self.forest = _Forest(self.hst, self.names) if self.hst.trees else None
+
+    def _ranges(self) -> None:
         mins, maxs = self.scaler.min, self.scaler.max  # (defaultdicts: read without inserting)
-        self.lo = {k: mins[k].get() if k in mins else math.inf for k, *_ in FEATURES[group]}
-        self.hi = {k: maxs[k].get() if k in maxs else -math.inf for k, *_ in FEATURES[group]}
+        self.lo = [mins[k].get() if k in mins else math.inf for k in self.names]
+        self.hi = [maxs[k].get() if k in maxs else -math.inf for k in self.names]
+        self.span = [h - a for a, h in zip(self.lo, self.hi)]
 
-    def scale(self, v: dict[str, float]) -> dict[str, float]:
-        """``scaler.transform_one(v)`` (same arithmetic), without touching the scaler."""
-        lo, hi = self.lo, self.hi
-        out = {}
-        for k, xi in v.items():
-            a = lo[k]
-            d = hi[k] - a
-            out[k] = (xi - a) / d if d else 0.0
-        return out
+    def scale(self, v: list[float]) -> list[float]:
+        """``scaler.transform_one(v)`` (same arithmetic, as a list), without touching the scaler."""
+        return [(xi - a) / d if d else 0.0 for xi, a, d in zip(v, self.lo, self.span)]
 
-    def score(self, s: dict[str, float]) -> tuple[float | None, list | None]:
-        """The raw HST score of the scaled vector ``s`` and the path walked in each tree;
-        ``(None, None)`` until the first window is complete."""
-        hst = self.hst
-        if hst._first_window:
-            return None, None
-        limit = 0.1 * hst.window_size
-        height = hst.height
-        score = 0.0
-        paths = []
-        for node in hst.trees:  # as river.anomaly.hst._walk_score, recording the path
-            path = [node]
-            depth_pow = 1
-            tree_score = 0.0
-            for _ in range(height):
-                r = node.r_mass
-                tree_score += r * depth_pow
-                if r < limit:
-                    break
-                c = node.children
-                node = c[0] if s[node.feature] < node.threshold else c[1]
-                path.append(node)
-                depth_pow <<= 1
-            else:
-                tree_score += node.r_mass * depth_pow
-            score += tree_score
-            paths.append(path)
-        return 1 - score / (hst.n_trees * hst.window_size * (2 ** (hst.height + 1) - 1)), paths
+    def score(self, s: list[float]) -> float | None:
+        """The raw HST score of the scaled vector ``s``; None until the first window is complete."""
+        forest = self.forest
+        if forest is None or forest.first_window:
+            return None
+        return forest.score(s)
 
-    def learn(self, v: dict[str, float], s: dict[str, float], paths: list | None) -> None:
-        """``pipeline.learn_one(v)``, given ``s = scale(v)`` and the paths of ``score(s)``."""
-        lo, hi = self.lo, self.hi
-        for k, xi in v.items():
-            if not lo[k] <= xi <= hi[k]:  # the scaler learns something: rescale
-                scaler = self.scaler
-                scaler.learn_one(v)
-                for key in v:
-                    lo[key] = scaler.min[key].get()
-                    hi[key] = scaler.max[key].get()
-                s, paths = self.scale(v), None
+    def learn(self, v: list[float], s: list[float]) -> None:
+        """``pipeline.learn_one(v)``, given ``s = scale(v)``."""
+        for xi, a, b in zip(v, self.lo, self.hi):
+            if not a <= xi <= b:  # the scaler learns something: rescale
+                self.scaler.learn_one(dict(zip(self.names, v)))
+                self._ranges()
+                s = self.scale(v)
                 break
-        hst = self.hst
-        if paths is None or not hst.trees:
-            hst.learn_one(s)
+        if self.forest is None:  # River builds its trees on the first observation
+            self.hst.learn_one(dict(zip(self.names, s)))
+            self.forest = _Forest(self.hst, self.names)
+        else:
+            self.forest.learn(s)
+
+    def synced(self):
+        """The River pipeline, its trees' masses and counter brought up to date (for snapshots
+        and tests: the fast path keeps them in :class:`_Forest`)."""
+        if self.forest is not None:
+            self.forest.sync()
+        return self.pipeline
+
+
+class _Forest:
+    """River's Half-Space Trees as flat lists, for a fast walk.
+
+    Each tree is complete (``2 ** (height + 1) - 1`` nodes), numbered breadth-first from its
+    root, the trees one after the other. Between two pivots of the masses the reference masses
+    ``r_mass`` do not change, so neither does the score of a walk that ends at a given node:
+    :meth:`_prepare` works out, per node, whether River's scoring walk stops there (its
+    ``r_mass`` is under the size limit, or it is a leaf) and the tree's score if it does (the
+    sum of ``r_mass * 2 ** depth`` along the path: integers, exact as floats). Scoring is then a
+    walk down to the first stopping node, adding one number per tree, in tree order as River does.
+
+    Learning only adds one to ``l_mass`` along each tree's path, and ``l_mass`` is read at the
+    pivot alone: the scaled vectors learnt are kept (``pending``) and their paths counted, all at
+    once with numpy, at the pivot or when the masses are asked for (:meth:`sync`).
+    """
+
+    __slots__ = ("hst", "nodes", "feature", "threshold", "left", "right", "depth", "r_mass", "l_mass",
+                 "stop_feature", "stop_score", "roots", "pending", "counter", "first_window", "max_score",
+                 "limit", "window")
+
+    def __init__(self, hst: anomaly.HalfSpaceTrees, names: tuple[str, ...]) -> None:
+        self.hst = hst
+        index = {name: i for i, name in enumerate(names)}
+        nodes, depth = [], []
+        for root in hst.trees:
+            level = [root]
+            for d in range(hst.height + 1):
+                nodes += level
+                depth += [d] * len(level)
+                level = [child for node in level for child in getattr(node, "children", ())]
+        per_tree = 2 ** (hst.height + 1) - 1
+        assert len(nodes) == per_tree * len(hst.trees), "Half-Space Trees are complete binary trees"
+        self.nodes, self.depth = nodes, depth
+        self.roots = [t * per_tree for t in range(len(hst.trees))]
+        self.feature = [index[n.feature] if d < hst.height else -1 for n, d in zip(nodes, depth)]
+        self.threshold = [n.threshold if d < hst.height else 0.0 for n, d in zip(nodes, depth)]
+        self.left, self.right = [], []
+        for j, d in enumerate(depth):
+            i = (j - j // per_tree * per_tree)
+            base = j - i
+            self.left.append(base + 2 * i + 1 if d < hst.height else -1)
+            self.right.append(base + 2 * i + 2 if d < hst.height else -1)
+        self.r_mass = [n.r_mass for n in nodes]
+        self.l_mass = [n.l_mass for n in nodes]
+        self.pending: list[list[float]] = []
+        self.counter = hst.counter
+        self.first_window = hst._first_window
+        self.window = hst.window_size
+        self.limit = 0.1 * hst.window_size
+        self.max_score = hst.n_trees * hst.window_size * (2 ** (hst.height + 1) - 1)
+        self._prepare()
+
+    def _prepare(self) -> None:
+        """Where River's scoring walk stops, and the tree's score there, for every node."""
+        limit, r_mass, depth, feature = self.limit, self.r_mass, self.depth, self.feature
+        stop_feature = self.stop_feature = list(feature)
+        stop_score = self.stop_score = [0.0] * len(r_mass)
+        prefix = [0] * len(r_mass)  # the sum along the path, the node's parent included
+        for j, (r, d) in enumerate(zip(r_mass, depth)):
+            here = prefix[j] + r * (1 << d)
+            if feature[j] < 0 or r < limit:
+                stop_feature[j] = -1
+                stop_score[j] = 0.0 + here  # (River: a float sum of int terms)
+            else:
+                prefix[self.left[j]] = prefix[self.right[j]] = here
+
+    def score(self, s: list[float]) -> float:
+        """River's ``HalfSpaceTrees.score_one`` on the scaled vector ``s`` (a list)."""
+        stop_feature, threshold, left, right, stop_score = (
+            self.stop_feature, self.threshold, self.left, self.right, self.stop_score)
+        total = 0.0
+        for j in self.roots:
+            k = stop_feature[j]
+            while k >= 0:
+                j = left[j] if s[k] < threshold[j] else right[j]
+                k = stop_feature[j]
+            total += stop_score[j]
+        return 1 - total / self.max_score
+
+    def learn(self, s: list[float]) -> None:
+        """River's ``HalfSpaceTrees.learn_one`` on ``s``; the masses are counted at the pivot."""
+        self.pending.append(s)
+        self.counter += 1
+        if self.counter == self.window:  # as HalfSpaceTrees.learn_one: pivot after a window
+            self._count()
+            self.r_mass, self.l_mass = self.l_mass, [0] * len(self.l_mass)
+            self.first_window = False
+            self.counter = 0
+            self._prepare()
+
+    def _count(self) -> None:
+        """Add the paths of the pending vectors to ``l_mass`` (River's ``_walk_learn``: the
+        left child when ``s[feature] < threshold``, else the right, down to a leaf)."""
+        if not self.pending:
             return
-        height = hst.height
-        for path in paths:  # as river.anomaly.hst._walk_learn, going on from the score walk
-            for node in path:
-                node.l_mass += 1
-            node = path[-1]
-            for _ in range(height + 1 - len(path)):
-                c = node.children
-                node = c[0] if s[node.feature] < node.threshold else c[1]
-                node.l_mass += 1
-        hst.counter += 1  # as HalfSpaceTrees.learn_one: pivot the masses after a window
-        if hst.counter == hst.window_size:
-            for nodes in hst._tree_nodes:
-                for node in nodes:
-                    node.r_mass = node.l_mass
-                    node.l_mass = 0
-            hst._first_window = False
-            hst.counter = 0
+        s = np.array(self.pending, dtype=np.float64)
+        self.pending = []
+        feature, threshold = np.array(self.feature), np.array(self.threshold)
+        left, right = np.array(self.left), np.array(self.right)
+        rows = np.arange(s.shape[0])[:, None]
+        at = np.broadcast_to(np.array(self.roots), (s.shape[0], len(self.roots)))
+        visited = [at]
+        for _ in range(self.hst.height):
+            go_left = s[rows, feature[at]] < threshold[at]
+            at = np.where(go_left, left[at], right[at])
+            visited.append(at)
+        counts = np.bincount(np.concatenate([v.ravel() for v in visited]), minlength=len(self.l_mass))
+        self.l_mass = [m + int(c) for m, c in zip(self.l_mass, counts.tolist())]
+
+    def sync(self) -> None:
+        """Write the masses and counters into River's trees."""
+        self._count()
+        for node, r, m in zip(self.nodes, self.r_mass, self.l_mass):
+            node.r_mass, node.l_mass = r, m
+        self.hst.counter = self.counter
+        self.hst._first_window = self.first_window
 
 
 class BehaviourAnomaly:
@@ -316,16 +400,17 @@ class BehaviourAnomaly:
         return None
 
     @staticmethod
-    def _vector(x: "Context", group: str) -> dict[str, float]:
-        f = x.features()
-        return {k: f.get(k, d) for k, d, _lo, _hi in FEATURES[group]}
+    def _vector(x: "Context", group: str) -> list[float]:
+        """The group's features of ``x``, in the order of :data:`FEATURES` (absent: the default)."""
+        get = x.features().get
+        return [get(k, d) for k, d in _DEFAULTS[group]]
 
     @classmethod
     def _assess(cls, x: "Context", group: str, g: _Group) -> tuple:
-        """``(vector, scaled vector, raw score or None, tree paths or None)`` of ``x``."""
+        """``(vector, scaled vector, raw score or None)`` of ``x``."""
         v = cls._vector(x, group)
         s = g.scale(v)
-        return (v, s, *g.score(s))
+        return v, s, g.score(s)
 
     def _new_group(self, group: str) -> _Group:
         hst = anomaly.HalfSpaceTrees(n_trees=self.n_trees, height=self.height,
@@ -374,7 +459,7 @@ class BehaviourAnomaly:
         g = self._groups.get(group)
         if g is None:
             g = self._groups[group] = self._new_group(group)
-        v, s, raw, paths = cache[1] if cache is not None and cache[0] is x else self._assess(x, group, g)
+        v, s, raw = cache[1] if cache is not None and cache[0] is x else self._assess(x, group, g)
         risky = risk >= RISK_NO_LEARN
         flagged = False
         if raw is not None:
@@ -385,7 +470,7 @@ class BehaviourAnomaly:
         if flagged or risky:
             g.n_skipped += 1
             return
-        g.learn(v, s, paths)
+        g.learn(v, s)
         g.n_learned += 1
 
     def learn_verdict(self, features: dict[str, float], is_ato: bool) -> None:
@@ -427,7 +512,7 @@ class BehaviourAnomaly:
     def state(self) -> bytes:
         """The pipelines (pickled: River models are object graphs; snapshots are HMAC-signed by
         the stream worker) with the calibrators and counters."""
-        groups = {name: (g.pipeline, g.calibrator.to_state(), g.n_learned, g.n_skipped)
+        groups = {name: (g.synced(), g.calibrator.to_state(), g.n_learned, g.n_skipped)
                   for name, g in self._groups.items()}
         return _snapshot.dumps({"version": _STATE_VERSION, "params": self._params(), "groups": groups})
 

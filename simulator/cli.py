@@ -110,6 +110,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
                    help="Kafka bootstrap servers (default $ATOGUARD_BOOTSTRAP_SERVERS or 127.0.0.1:9092)")  # fmt: skip
     g.add_argument("--topic-prefix", default="ato.", help="topic prefix (default %(default)s)")
     g.add_argument("--rate", type=float, default=0.0, metavar="EVENTS_PER_S", help="publish rate; 0 = as fast as possible")
+    g.add_argument("--respond", action="store_true",
+                   help="with --to-kafka: play the account service live (simulator/account_service.py), by "
+                        "the rules of `atoguard replay --respond`: answer the worker's step-ups and freezes on "
+                        "<prefix>device and withhold refused attackers' events; the events are simulated to "
+                        "--out (or a temporary file) first, then published")  # fmt: skip
+    g.add_argument("--worker-group", default=None, metavar="GROUP",
+                   help="with --respond: the worker's consumer group, whose progress paces the answers "
+                        "(default <prefix>worker, what `atoguard run` uses)")  # fmt: skip
+    g.add_argument("--transcript", default=None, metavar="FILE",
+                   help="with --respond: write every input sent (events, answers) and withheld line here")
 
 
 def parse_enrol(text: str) -> dict[str, float]:
@@ -155,7 +165,12 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"atoguard simulate: {exc}", file=sys.stderr)
         return 2
+    if args.respond and not args.to_kafka:
+        print("atoguard simulate: --respond needs --to-kafka (offline, use atoguard replay --respond)", file=sys.stderr)
+        return 2
     sim = Simulation(config, label_stuffing_attempts=not args.no_attempt_labels)
+    if args.respond:
+        return _run_responding(args, sim)
     if args.to_kafka:
         sink = KafkaSink(args.bootstrap_servers, args.topic_prefix, args.rate)
         where = f"kafka {args.bootstrap_servers} ({args.topic_prefix}*)"
@@ -174,3 +189,51 @@ def run(args: argparse.Namespace) -> int:
         for name in sorted(by_scenario):
             print(f"  {name:28s} {by_scenario[name]}", file=sys.stderr)
     return 0
+
+
+def _run_responding(args: argparse.Namespace, sim) -> int:
+    """``--to-kafka --respond``: simulate to a file (the labels must be whole before the first
+    answer), then publish it through the live account service."""
+    import tempfile
+
+    from simulator.account_service import AccountService, ServiceError, publish_file
+    from simulator.generate import FileSink, KafkaSink
+    from streams.config import load_config
+    from streams.respond import load_people
+
+    tmp = None
+    out = args.out
+    if not out:
+        fd, out = tempfile.mkstemp(suffix=".jsonl", prefix="atoguard-sim-")
+        os.close(fd)
+        tmp = out
+    transcript = open(args.transcript, "wb") if args.transcript else None
+    try:
+        sim.run(FileSink(out), args.labels, progress=not args.quiet)
+        key = load_config(None).keys.command_hmac
+        try:
+            service = AccountService(load_people(args.labels), args.bootstrap_servers, args.topic_prefix, key,
+                                     worker_group=args.worker_group, transcript=transcript)
+        except ServiceError as exc:
+            print(f"atoguard simulate: {exc}", file=sys.stderr)
+            return 1
+        try:
+            sink = KafkaSink(args.bootstrap_servers, args.topic_prefix, args.rate, service=service)
+            n = publish_file(out, sink)
+            sink.close()
+        finally:
+            service.close()
+        if service.pending():
+            print(f"atoguard simulate: {service.pending()} inputs not confirmed by the worker "
+                  f"({args.worker_group or args.topic_prefix + 'worker'}); is it running?", file=sys.stderr)
+            return 1
+        st = service.stats
+        print(f"{st.events_sent} events -> kafka {args.bootstrap_servers} ({args.topic_prefix}*), "
+              f"{st.withheld} withheld; commands {dict(st.commands)}; answers {dict(st.answers)}; "
+              f"bad signatures {st.bad_signatures}; of {n} simulated", file=sys.stderr)
+        return 0
+    finally:
+        if transcript is not None:
+            transcript.close()
+        if tmp is not None:
+            os.unlink(tmp)

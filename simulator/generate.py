@@ -84,9 +84,18 @@ def topic_name(logical: str, prefix: str) -> str:
 
 class KafkaSink:
     """Publishes each event to ``<prefix><topic>``, key = account id, value = the event's JSON,
-    at ``rate`` events per second (0 = as fast as possible); flushes at the end."""
+    at ``rate`` events per second (0 = as fast as possible); flushes at the end.
 
-    def __init__(self, bootstrap_servers: str, prefix: str = "ato.", rate: float = 0.0, producer=None) -> None:
+    With ``service`` (a :class:`simulator.account_service.AccountService`, ``--respond``) every
+    event goes through the live account service instead, which sends it, holds it back or
+    withholds it, and answers the worker's commands meanwhile; ``close`` then waits until the
+    last answers are sent and confirmed."""
+
+    def __init__(self, bootstrap_servers: str, prefix: str = "ato.", rate: float = 0.0, producer=None,
+                 service=None) -> None:
+        self.service = service
+        if service is not None:
+            producer = _NoProducer()
         if producer is None:
             from kafka import KafkaProducer
 
@@ -99,18 +108,34 @@ class KafkaSink:
         self._began = time.monotonic()
 
     def write(self, batch: list[tuple[str, str, bytes]]) -> None:
-        send, topics = self.producer.send, self.topics
+        send, topics, service = self.producer.send, self.topics, self.service
         for topic, account_id, line in batch:
-            send(topics[topic], key=account_id.encode(), value=value_of(TOPIC_INDEX[topic], line))
+            if service is None:
+                send(topics[topic], key=account_id.encode(), value=value_of(TOPIC_INDEX[topic], line))
+            else:
+                service.submit(topic, account_id, value_of(TOPIC_INDEX[topic], line))
             self.sent += 1
             if self.rate > 0:
                 ahead = self.sent / self.rate - (time.monotonic() - self._began)
-                if ahead > 0.005:
-                    time.sleep(ahead)
+                while ahead > 0.005:
+                    if service is None:
+                        time.sleep(ahead)
+                    else:
+                        service.pump(ahead)
+                    ahead = self.sent / self.rate - (time.monotonic() - self._began)
 
     def close(self) -> None:
+        if self.service is not None:
+            self.service.finish()
+            return
         self.producer.flush()
         self.producer.close()
+
+
+class _NoProducer:
+    """The producer of a KafkaSink whose events go through the account service."""
+
+    send = None
 
 
 class Stats:

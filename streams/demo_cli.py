@@ -1,20 +1,25 @@
-"""Broker, topics, worker and simulated traffic in one go, ending with the report.
+"""The product working, live: broker, topics, worker, the simulated traffic streamed through the
+live account service at a steady rate with a live view, then the report from the output topics.
 
 Steps (each prints what it does):
   1. start the local Kafka broker (or use the one at --bootstrap-servers if it answers);
   2. create the contract topics under a fresh prefix (demo<N>.), so runs never mix;
-  3. simulate a small population with ground truth (events file + labels);
+  3. simulate a population in which every attack scenario has attacks with a loss;
   4. start the stream worker (`atoguard run`) on those topics;
-  5. publish the simulated events to the input topics (as the upstream services would);
-  6. collect the worker's commands and alerts from the output topics until they go quiet;
-  7. score them against the labels (`atoguard eval`) and write the report;
-  8. replay the same file offline and compare the command ids with the live run.
+  5. stream the events at a steady rate for --minutes through the live account service, which
+     answers the worker's step-ups and freezes and refuses the attackers it stopped; the live
+     view shows events/s, the worker's lag, commands with reasons and the holder's message,
+     challenges answered;
+  6. score what was read back from the output topics (`atoguard eval`) and write the report;
+  7. compare with the closed-loop replay (`atoguard replay --respond`) of the same events.
 
-The orchestration is the development tool tools/demo.py; this module only parses options.
+Ctrl-C stops everything the demo started. The orchestration is the development tool
+tools/demo.py; this module only parses options.
 
 example:
-  atoguard demo                       # about 2-4 minutes on a laptop
-  atoguard demo --accounts 300 --days 5 --dir demo-out
+  atoguard demo                       # about three minutes: two of streaming
+  atoguard demo --short               # under two minutes in all
+  atoguard demo --accounts 3000 --days 14 --minutes 4 --dir demo-out
   atoguard demo --config examples/policy.toml
 """
 
@@ -30,15 +35,17 @@ __all__ = ["configure", "run"]
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--accounts", type=int, default=500, help="simulated accounts (default 500)")
-    parser.add_argument("--days", type=int, default=7, help="simulated days (default 7)")
+    parser.add_argument("--short", action="store_true",
+                        help="a short demo: 400 accounts, 5 days, streamed in 30 s (under two minutes in all)")
+    parser.add_argument("--accounts", type=int, default=None, help="simulated accounts (default 1200; --short 400)")
+    parser.add_argument("--days", type=int, default=None, help="simulated days (default 10; --short 5)")
+    parser.add_argument("--minutes", type=float, default=None,
+                        help="how long the events are streamed, at a steady rate (default 2; --short 0.5)")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--dir", type=Path, default=Path("demo-out"), help="where files and the report go")
     parser.add_argument("--bootstrap-servers", default=os.environ.get("ATOGUARD_BOOTSTRAP_SERVERS", "127.0.0.1:9092"),
                         help="the Kafka to use; a local one is started there when none answers "
                              "(env ATOGUARD_BOOTSTRAP_SERVERS, default 127.0.0.1:9092)")
-    parser.add_argument("--quiet-seconds", type=float, default=20.0,
-                        help="stop collecting outputs after this long without a new one (default 20)")
     parser.add_argument("--keep-broker", action="store_true", help="leave the broker running at the end")
     add_config_option(parser)
 

@@ -550,6 +550,10 @@ def evaluate(incidents: Sequence[Incident], decisions: Mapping[str, Sequence[Dec
                             [max_risk(decisions.get(a, ())) for a in legit])
     legit_stopped = sum(1 for a in legit
                         if any(d.action in STOPPING_ACTIONS for d in decisions.get(a, ())))
+    # the x axis of the "false freezes" plot: legitimate accounts with a freeze or close of risk >= θ
+    curve["legit_frozen"] = threshold_curve(
+        [], [max_risk(d for d in decisions.get(a, ()) if d.action in STOPPING_ACTIONS) for a in legit],
+        curve["threshold"])["legit_flagged"]
     curve["operating_point"] = {
         "catch_rate": attacks["all"]["stopped_before_loss_share"],
         "legit_flagged": _share(legit_stopped, len(legit)),

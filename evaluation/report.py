@@ -233,64 +233,99 @@ def _plots(m: Mapping[str, Any], out: Path) -> None:
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
 
+    _threshold_plot(plt, m, out / PLOTS["threshold"])
+    _time_to_freeze_plot(plt, m, out / PLOTS["time_to_freeze"])
+    _stopped_plot(plt, m, out / PLOTS["stopped"])
+
+
+def _label_apart(ax, points: Sequence[tuple[str, float, float]], min_gap: float = 0.07) -> None:
+    """Annotate the points whose labels would not overlap: a label is skipped when it lies within
+    ``min_gap`` (a share of the axes) of one already placed."""
+    placed: list[tuple[float, float]] = []
+    to_axes = ax.transAxes.inverted()
+    for text, x, y in points:
+        ax_x, ax_y = to_axes.transform(ax.transData.transform((x, y)))
+        if any(abs(ax_x - px) < min_gap * 1.6 and abs(ax_y - py) < min_gap for px, py in placed):
+            continue
+        placed.append((ax_x, ax_y))
+        ax.annotate(text, (x, y), fontsize=7, textcoords="offset points", xytext=(4, -10))
+
+
+def _threshold_plot(plt, m: Mapping[str, Any], path: Path) -> None:
+    """Attacks flagged before loss against legitimate accounts frozen, as θ moves: x counts
+    freezes and closes (older metrics without them: every flagged account, said on the axis)."""
     curve = m["threshold_curve"]
-    fig, ax = plt.subplots(figsize=(6, 4.5))
-    xs = [0.0 if v is None else v for v in curve["legit_flagged"]]
+    frozen = curve.get("legit_frozen")
+    x_series = frozen if frozen is not None else curve["legit_flagged"]
+    xs = [0.0 if v is None else v for v in x_series]
     ys = [0.0 if v is None else v for v in curve["catch_rate"]]
-    ax.plot(xs, ys, "-o", markersize=2.5, label="alerts + commands with risk >= θ")
-    labelled: set[tuple[float, float]] = set()
-    for t, x, y in zip(curve["threshold"], xs, ys):
-        if round(t * 100) % 10 == 0 and (round(x, 3), round(y, 3)) not in labelled:
-            labelled.add((round(x, 3), round(y, 3)))
-            ax.annotate(f"θ={t:.1f}", (x, y), fontsize=7, textcoords="offset points", xytext=(4, -10))
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    ax.plot(xs, ys, "-o", markersize=2.5, label="risk >= θ (θ from 0 to 1)")
     op = curve["operating_point"]
     if op["catch_rate"] is not None or op["legit_flagged"] is not None:
         ax.plot([op["legit_flagged"] or 0.0], [op["catch_rate"] or 0.0], "o", color="C3",
-                label="actual freezes/closes (stopped before loss)")
-    ax.set_xlabel("share of legitimate accounts flagged")
-    ax.set_ylabel("attacks caught before loss")
+                label="the policy's actual freezes (attacks: stopped before loss)")
     ax.set_ylim(-0.02, 1.02)
-    ax.set_xlim(left=-0.002)
-    ax.set_title("Detection vs false freezes over the threshold")
+    ax.set_xlim(left=-0.002, right=max(max(xs, default=0.0), op["legit_flagged"] or 0.0, 0.01) * 1.15)
+    fig.canvas.draw()  # the limits are final: label positions can be measured
+    _label_apart(ax, [(f"θ={t:.1f}", x, y) for t, x, y in zip(curve["threshold"], xs, ys)
+                      if round(t * 100) % 10 == 0])
+    ax.set_xlabel("share of legitimate accounts frozen or closed with risk >= θ" if frozen is not None
+                  else "share of legitimate accounts with any alert or command of risk >= θ")
+    ax.set_ylabel("attacks with a decision of risk >= θ before loss")
+    ax.set_title("Detection vs false freezes over the threshold θ")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
-    fig.savefig(out / PLOTS["threshold"], dpi=110)
+    fig.savefig(path, dpi=110)
     plt.close(fig)
 
-    times = [max(o["time_to_freeze_s"], 1.0) for o in m["incidents"] if o["time_to_freeze_s"] is not None]
+
+def _time_to_freeze_plot(plt, m: Mapping[str, Any], path: Path) -> None:
+    """How long attacks ran before their first freeze, in hours (log axis), whole incidents."""
+    from matplotlib.ticker import FuncFormatter, MaxNLocator
+
+    hours = [max(o["time_to_freeze_s"], 1.0) / 3600 for o in m["incidents"] if o["time_to_freeze_s"] is not None]
     fig, ax = plt.subplots(figsize=(6, 4))
-    if times:
-        hi = max(max(times) * 1.01, 10.0)
-        n_bins = max(5, min(40, int(math.log10(hi) * 8)))
-        bins = [10 ** (i * math.log10(hi) / n_bins) for i in range(n_bins + 1)]
-        ax.hist(times, bins=bins, color="C0")
+    if hours:
+        lo, hi = 1 / 3600, max(max(hours) * 1.01, 1.0)
+        n_bins = max(5, min(30, int(math.log10(hi / lo) * 5)))
+        bins = [lo * (hi / lo) ** (i / n_bins) for i in range(n_bins + 1)]
+        ax.hist(hours, bins=bins, color="C0")
         ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_title(f"Time to freeze (n = {len(hours)} frozen attacks)")
     else:
         ax.text(0.5, 0.5, "no attack incident was frozen", ha="center", va="center",
                 transform=ax.transAxes)
-    ax.set_xlabel("seconds from incident start to first freeze (log; <= 1 s shown at 1 s)")
-    ax.set_ylabel("incidents")
-    ax.set_title("Time to freeze")
+        ax.set_title("Time to freeze")
+    ax.set_xlabel("hours from incident start to first freeze (log; <= 1 s shown at 1 s)")
+    ax.set_ylabel("attack incidents")
     fig.tight_layout()
-    fig.savefig(out / PLOTS["time_to_freeze"], dpi=110)
+    fig.savefig(path, dpi=110)
     plt.close(fig)
 
+
+def _stopped_plot(plt, m: Mapping[str, Any], path: Path) -> None:
+    """Share of attacks with a loss stopped before it, per scenario, n on every bar; a scenario
+    with no attack with a loss has no bar ("n/a"), not 0%."""
     scn = m["attacks"]["scenarios"]
-    names = list(scn) + ["ALL"]
-    vals = [scn[n]["stopped_before_loss_share"] or 0.0 for n in scn] + \
-           [m["attacks"]["all"]["stopped_before_loss_share"] or 0.0]
-    fig, ax = plt.subplots(figsize=(max(5, 0.8 * len(names) + 2), 4))
-    bars = ax.bar(range(len(names)), vals, color=["C0"] * (len(names) - 1) + ["C1"])
-    for b, v in zip(bars, vals):
-        ax.annotate(f"{100 * v:.0f}%", (b.get_x() + b.get_width() / 2, v), ha="center",
-                    va="bottom", fontsize=8)
-    ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=8)
-    ax.set_ylim(0, 1.1)
-    ax.set_ylabel("stopped before loss")
+    rows = [(name, row) for name, row in scn.items()] + [("ALL", m["attacks"]["all"])]
+    fig, ax = plt.subplots(figsize=(max(5, 0.8 * len(rows) + 2), 4))
+    for i, (name, row) in enumerate(rows):
+        share, n = row["stopped_before_loss_share"], row.get("with_loss", 0)
+        if share is None or not n:
+            ax.annotate("n/a\n(no loss)", (i, 0.01), ha="center", va="bottom", fontsize=7, color="0.4")
+            continue
+        ax.bar(i, share, color="C1" if name == "ALL" else "C0")
+        ax.annotate(f"{100 * share:.0f}%\nn={n}", (i, share), ha="center", va="bottom", fontsize=7)
+    ax.set_xticks(range(len(rows)), [name for name, _ in rows], rotation=30, ha="right", fontsize=8)
+    ax.set_ylim(0, 1.18)
+    ax.set_ylabel("stopped before loss (n = attacks with a loss)")
     ax.set_title("Attacks stopped before loss, per scenario")
     fig.tight_layout()
-    fig.savefig(out / PLOTS["stopped"], dpi=110)
+    fig.savefig(path, dpi=110)
     plt.close(fig)
 
 

@@ -258,21 +258,22 @@ def _profile_lines(p: Profile, key: str, now_ms: int) -> list[str]:
     if r.state != State.NONE or r.since:
         span = f"since {_when(r.since)}" + (f", until {_when(r.until)}" if r.until else "")
         if r.until and r.until <= now_ms:
-            span += " (passed; the worker lifts it at the account's next event)"
+            span += " (over by now; the worker updates it at the account's next event)"
         lines.append(f"                   {span}" + (f"; alert {r.alert_id}" if r.alert_id else ""))
     ch = p.challenge
     if ch is None:
         lines.append("  open challenge   none")
     else:
-        expiry = _when(ch.expires_at) + (" (passed; counts as failed at the account's next event)"
+        expiry = _when(ch.expires_at) + (" (over by now: unanswered, it counts as failed at the "
+                                         "account's next event)"
                                          if ch.expires_at <= now_ms and ch.action == c.STEP_UP else "")
         lines += [f"  open challenge   {ch.action} {ch.command_id}, risk {ch.risk:.2f}, issued {_when(ch.issued_at)}",
                   f"                   methods, strongest first: {', '.join(ch.methods) or 'none (no way back)'}",
                   f"                   answer by {expiry}, put to {_where(ch.device, ch.session, ch.ip, key)}"]
-    lines.append(f"  failed challenges  {len(p.failures) or 'none'}" + (" (newest last)" if p.failures else ""))
+    lines.append(f"  failed challenges {len(p.failures) or 'none'}" + (" (newest last)" if p.failures else ""))
     for f in p.failures:
         lines.append(f"    {_when(f.ts)}  {f.method or '-'}: {f.reason}, from {_where(f.device, f.session, f.ip, key)}")
-    lines.append(f"  passed challenges  {len(p.passes) or 'none'}")
+    lines.append(f"  passed challenges {len(p.passes) or 'none'}" + (", by device or session" if p.passes else ""))
     for name, ps in sorted(p.passes.items(), key=lambda kv: kv[1].ts):
         lines.append(f"    {_pass_holder(name, key)}: {ps.method}, {'strong' if ps.strong else 'weak'}, {_when(ps.ts)}")
     lines.append("  evidence carried from the last sign-in" + ("" if p.evidence else ": none"))
@@ -291,7 +292,9 @@ def _profile_lines(p: Profile, key: str, now_ms: int) -> list[str]:
 
 def _command_lines(cmd: dict[str, Any]) -> list[str]:
     action = str(cmd.get("action", "?")) + (" (dry run: recorded, not acted on)" if cmd.get("dry_run") else "")
-    until = f", until {_when(cmd['expires_at'])}" if cmd.get("expires_at") else ""
+    until = ""
+    if cmd.get("expires_at"):
+        until = (", answer by " if cmd.get("action") == c.STEP_UP else ", until ") + _when(cmd["expires_at"])
     lines = [f"  {_when(cmd.get('issued_at'))}  {action}, risk {cmd.get('risk', 0):.2f}{until}",
              f"    command {cmd.get('command_id', '?')}" + (f", alert {cmd['alert_id']}" if cmd.get("alert_id") else ""),
              f"    reasons: {_reasons(cmd.get('reasons', []))}"]

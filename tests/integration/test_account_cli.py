@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 
 import orjson
 import pytest
@@ -66,8 +67,13 @@ def stepped_up(fresh_topics, quix_worker, kit):
     """A Quix worker has processed the step-up stream and committed it; returns the settings and
     the commands it wrote."""
     settings = fresh_topics
-    targets = kit.produce_lines(settings, step_up_stream(ACCOUNT))
+    lines = step_up_stream(ACCOUNT)
+    targets = kit.produce_lines(settings, lines)
     worker = quix_worker(settings, "w1", "--instance-id", "w1")
+    deadline = time.monotonic() + 60
+    while worker.handled() < len(lines):  # processed; then committed (the group's offsets)
+        assert time.monotonic() < deadline, worker.log_text()[-3000:]
+        time.sleep(0.2)
     kit.wait_committed(settings, f"{settings.topic_prefix}worker", targets, workers=(worker,))
     commands = [orjson.loads(m.value()) for m in kit.read_committed(settings, c.COMMANDS)]
     assert [cmd["action"] for cmd in commands] == [c.STEP_UP]  # the stream does what it is for

@@ -196,7 +196,19 @@ def _options(args: argparse.Namespace) -> tuple[int, int, float]:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run the demo with the options of ``atoguard demo``; returns an exit code."""
+    """Run the demo with the options of ``atoguard demo``; returns an exit code. Ctrl-C at any
+    step stops what the demo started and ends with one line (exit 130)."""
+    try:
+        return _demo(args)
+    except KeyboardInterrupt:
+        print("\natoguard demo: interrupted; everything it started is stopped", file=sys.stderr)
+        return 130
+    except subprocess.CalledProcessError as exc:
+        print(f"atoguard demo: atoguard {exc.cmd[3]} failed (exit {exc.returncode})", file=sys.stderr)
+        return 1
+
+
+def _demo(args: argparse.Namespace) -> int:
     from tools.kafka_broker import Broker, BrokerConfig, answers
 
     accounts, days, minutes = _options(args)
@@ -268,10 +280,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"   done in {time.monotonic() - t0:.0f} s: {st.events_sent:,} events sent, {st.withheld} withheld, "
                   f"{st.held_back:,} held back a moment for the worker, commands "
                   f"{dict(st.commands)}, answers {dict(st.answers)}, bad signatures {st.bad_signatures}")
-    except KeyboardInterrupt:
-        print("\natoguard demo: interrupted; stopping what it started", file=sys.stderr)
-        return 130
-    except (RuntimeError, subprocess.CalledProcessError) as exc:
+    except RuntimeError as exc:
         print(f"atoguard demo: {exc}", file=sys.stderr)
         return 1
     finally:

@@ -129,12 +129,14 @@ def respond_to(cmd: dict, person: Respondent, trigger: dict, people: People) -> 
     frozen with no way back they pass, or closed), and the answer event, with its ``ts``
     (None: no answer - a dry run, no methods, or neither a step_up nor a freeze). ``trigger``
     is the value of the event that triggered the command (its device, address and session)."""
+    if cmd["dry_run"]:
+        return False, None  # shadow mode: the account service records it and does nothing
     methods = cmd.get("methods")
     offered = people.offered(cmd["account_id"], methods) if methods else None
     refuse = person.incident is not None and (cmd["action"] == c.CLOSE or (
         cmd["action"] in (c.STEP_UP, c.FREEZE)
         and not people.passes(person, cmd["account_id"], offered, cmd["issued_at"])))
-    if cmd["dry_run"] or not methods or cmd["action"] not in (c.STEP_UP, c.FREEZE):
+    if not methods or cmd["action"] not in (c.STEP_UP, c.FREEZE):
         return refuse, None
     at = cmd["issued_at"] + (STEP_UP_ANSWER_MS if cmd["action"] == c.STEP_UP else FREEZE_ANSWER_MS)
     passed = people.passes(person, cmd["account_id"], offered, at)

@@ -295,3 +295,17 @@ def test_the_transcript_replays_to_the_same_commands():
     again = [o.value for o in replay_lines(iter(orjson.dumps(r) for r in inputs), Engine(Config(detectors=RULES_ONLY)))
              if o.topic == "commands"]
     assert again == commands
+
+
+def test_in_shadow_mode_nobody_is_challenged_or_refused():
+    """dry_run commands are recorded by the account service and not acted on: no answer is
+    injected and the thief's events are not withheld."""
+    from detectors.config import Policy
+
+    people = People()
+    people.add_attack(THIEF, ())
+    shadow = Config(detectors=RULES_ONLY, policy=Policy(dry_run=True))
+    lines = transcript(takeover_stream(), people, shadow)
+    assert [m for m in lines if m["topic"] == "withheld"] == []
+    assert not any(m["value"].get("event_id", "").startswith("ch-") for m in lines if m["topic"] == "device")
+    assert all(m["value"]["dry_run"] for m in lines if m["topic"] == "commands")

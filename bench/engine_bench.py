@@ -5,7 +5,9 @@
 Prints events/s for the whole replay path (decode, engine, output encoding) and the µs per
 event of each stage, measured by running the stages separately over the same events:
 
-  decode     bytes -> validated record (detectors.events.parse_value)
+  decode     bytes -> validated record (the line split into topic and value bytes, then
+             detectors.events.decode, as a stream worker decodes a message); for comparison,
+             the replay's way (orjson, then detectors.events.parse_value on the dict)
   facts      cross-account facts (LocalFacts, MIDAS-R burst scorer)
   context    feature extraction (build_context)
   <detector> each detector's score()
@@ -13,7 +15,8 @@ event of each stage, measured by running the stages separately over the same eve
   learn      detectors' learn() and the profile update (observe)
   profile    profile to_bytes + from_bytes (what the stream worker adds per event)
 
-Compare figures within one run; the machines are noisy.
+Also prints the distribution of the stored state per account (bytes of
+detectors.profile.encode) after the replay. Compare figures within one run; the machines are noisy.
 """
 
 from __future__ import annotations
@@ -24,38 +27,83 @@ import sys
 import time
 from collections import defaultdict
 
+import msgspec
 import orjson
 
 from detectors.config import Config
 from detectors.engine import Engine
-from detectors.events import BadInput, parse_value
+from detectors.events import BadInput, decode, parse_value
 from detectors.context import build_context
 from detectors.update import observe
 from detectors.policy import decide
-from detectors.profile import Profile
+from detectors.profile import Profile, encode as encode_profile
+from detectors.registry import build_detectors
 from streams.config import load_config
 from streams.replay import output_line
 
 
+INPUT_TOPICS = ("device", "location", "transaction", "verdicts")
+
+
+class _Line(msgspec.Struct):
+    """A contract JSON Lines record: the topic, and the message value's bytes as they are."""
+
+    topic: str
+    value: msgspec.Raw = msgspec.Raw(b"null")
+
+
+_LINE = msgspec.json.Decoder(_Line)
+
+
 def read_records(path: str, limit: int | None):
+    """The records of the first ``limit`` lines, and the seconds (wall clock, CPU) per line to decode them: the
+    line's topic and value bytes split apart, then the value decoded by
+    :func:`detectors.events.decode` (what a stream worker does with a message's bytes)."""
     with open(path, "rb") as fh:
         lines = list(itertools.islice(fh, limit))
     records = []
+    t, cpu = time.perf_counter(), time.process_time()
+    for line in lines:
+        msg = _LINE.decode(line)
+        if msg.topic not in INPUT_TOPICS:
+            continue
+        try:
+            records.append(decode(msg.topic, bytes(msg.value)))
+        except BadInput:
+            pass
+    n = max(1, len(lines))
+    return records, (time.perf_counter() - t) / n, (time.process_time() - cpu) / n
+
+
+def read_records_by_dict(lines: list[bytes]) -> float:
+    """Seconds per line of the replay's way (orjson, then parse_value on the dict), for comparison."""
     t = time.perf_counter()
     for line in lines:
         msg = orjson.loads(line)
-        if "value" not in msg or msg["topic"] not in ("device", "location", "transaction", "verdicts"):
-            continue
-        try:
-            records.append(parse_value(msg["topic"], msg["value"]))
-        except BadInput:
-            pass
-    return records, (time.perf_counter() - t) / max(1, len(lines))
+        if "value" in msg and msg["topic"] in INPUT_TOPICS:
+            try:
+                parse_value(msg["topic"], msg["value"])
+            except BadInput:
+                pass
+    return (time.perf_counter() - t) / max(1, len(lines))
 
 
-def whole(records, cfg: Config) -> tuple[float, int]:
-    engine, states = Engine(cfg), {}
-    t = time.perf_counter()
+def state_sizes(states: dict[str, Profile]) -> tuple[int, int, int, int]:
+    """p50, p99 and max of the stored state's bytes per account (detectors.profile.encode), and
+    the number of accounts."""
+    sizes = sorted(len(encode_profile(p)) for p in states.values())
+    if not sizes:
+        return 0, 0, 0, 0
+    return sizes[len(sizes) // 2], sizes[min(len(sizes) - 1, int(len(sizes) * 0.99))], sizes[-1], len(sizes)
+
+
+def whole(records, cfg: Config, states: dict[str, Profile] | None = None) -> tuple[float, float, int]:
+    """Seconds (wall clock, and CPU: on a busy machine less inflated) to run ``records`` through
+    a new engine (outputs encoded as replay does), and the number of outputs; the accounts' states are left in ``states``. The detectors' modules are
+    imported before the clock starts (importing River is a one-off cost of a second or so)."""
+    build_detectors(cfg, 0)
+    engine, states = Engine(cfg), states if states is not None else {}
+    t, cpu = time.perf_counter(), time.process_time()
     n_out = 0
     for r in records:
         result = engine.process(r, states.get(r.account_id))
@@ -64,7 +112,7 @@ def whole(records, cfg: Config) -> tuple[float, int]:
         for o in result.outputs:
             output_line(o)
             n_out += 1
-    return time.perf_counter() - t, n_out
+    return time.perf_counter() - t, time.process_time() - cpu, n_out
 
 
 def staged(records, cfg: Config) -> dict[str, float]:
@@ -115,17 +163,27 @@ def main(argv=None) -> int:
     ap.add_argument("--config", default=None)
     args = ap.parse_args(argv)
     cfg = load_config(args.config)
-    records, decode_s = read_records(args.events, args.limit)
+    records, decode_s, decode_cpu_s = read_records(args.events, args.limit)
+    with open(args.events, "rb") as fh:
+        by_dict_s = read_records_by_dict(list(itertools.islice(fh, args.limit)))
     n = len(records)
-    secs, n_out = whole(records, cfg)
+    states: dict[str, Profile] = {}
+    secs, cpu_s, n_out = whole(records, cfg, states)
     print(f"events: {n:,}   outputs: {n_out:,}   detectors: {', '.join(cfg.detectors)}")
     print(f"whole engine (no decode): {n / secs:,.0f} events/s, {secs / n * 1e6:.1f} µs/event")
     total_with_decode = secs / n + decode_s
     print(f"with decode:              {1 / total_with_decode:,.0f} events/s, {total_with_decode * 1e6:.1f} µs/event")
+    cpu_with_decode = cpu_s / n + decode_cpu_s
+    print(f"with decode, CPU time:    {1 / cpu_with_decode:,.0f} events/s, {cpu_with_decode * 1e6:.1f} µs/event "
+          f"(engine {cpu_s / n * 1e6:.1f}, decode {decode_cpu_s * 1e6:.1f})")
+    p50, p99, largest, accounts = state_sizes(states)
+    print(f"state per account (detectors.profile.encode, {accounts:,} accounts): "
+          f"p50 {p50:,} B, p99 {p99:,} B, max {largest:,} B")
     cost = staged(records, cfg)
     print()
     print(f"{'stage':<24} {'µs/event':>9}")
     print(f"{'decode':<24} {decode_s * 1e6:>9.2f}")
+    print(f"{'(decode as replay does)':<24} {by_dict_s * 1e6:>9.2f}")
     for name, s in sorted(cost.items(), key=lambda kv: -kv[1]):
         print(f"{name:<24} {s / n * 1e6:>9.2f}")
     return 0

@@ -49,6 +49,25 @@ class EventFacts:
 
 
 NO_FACTS = EventFacts()
+_NO_SOURCE = SourceFacts()
+
+
+def _event_facts(ip: SourceFacts, device: SourceFacts, burst: float, ip_type: str | None,
+                 asn: int | None) -> EventFacts:
+    """``EventFacts(ip, device, burst, ip_type, asn)`` without the frozen dataclass's
+    ``__init__`` (one ``object.__setattr__`` a field): built once or twice per event."""
+    facts = _new(EventFacts)
+    _set_ip(facts, ip)
+    _set_device(facts, device)
+    _set_burst(facts, burst)
+    _set_ip_type(facts, ip_type)
+    _set_asn(facts, asn)
+    return facts
+
+
+_new = object.__new__
+_set_ip, _set_device, _set_burst, _set_ip_type, _set_asn = (
+    EventFacts.__dict__[name].__set__ for name in ("ip", "device", "burst", "ip_type", "asn"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,17 +117,20 @@ class FactSource(Protocol):
 class _Window:
     """Counts of one source over the current and the previous hour window."""
 
-    __slots__ = ("start", "accounts", "prev_accounts", "failures", "prev_failures", "logins", "prev_logins")
+    __slots__ = ("start", "accounts", "prev_accounts", "failures", "prev_failures", "logins", "prev_logins",
+                 "_facts")
 
     def __init__(self, start: int) -> None:
         self.start = start
         self.accounts: set[str] = set()
         self.prev_accounts: set[str] = set()
         self.failures = self.prev_failures = self.logins = self.prev_logins = 0
+        self._facts: SourceFacts | None = None  # facts() until the counts change
 
     def roll(self, ts: int) -> None:
         if ts - self.start < HOUR_MS:
             return
+        self._facts = None
         if ts - self.start < 2 * HOUR_MS:
             self.prev_accounts, self.prev_failures, self.prev_logins = self.accounts, self.failures, self.logins
         else:
@@ -121,10 +143,15 @@ class _Window:
             self.accounts.add(account)
         self.logins += 1
         self.failures += failed
+        self._facts = None
 
     def facts(self) -> SourceFacts:
-        accounts = len(self.accounts | self.prev_accounts) if self.prev_accounts else len(self.accounts)
-        return SourceFacts(accounts, self.failures + self.prev_failures, self.logins + self.prev_logins)
+        facts = self._facts
+        if facts is None:
+            accounts = len(self.accounts | self.prev_accounts) if self.prev_accounts else len(self.accounts)
+            facts = self._facts = SourceFacts(accounts, self.failures + self.prev_failures,
+                                              self.logins + self.prev_logins)
+        return facts
 
 
 class LocalFacts:
@@ -172,7 +199,7 @@ class LocalFacts:
                 burst = self.burst.score("ip:" + event.ip, event.account_id, event.ts, weight)
             if event.device_id:
                 burst = max(burst, self.burst.score("dev:" + event.device_id, event.account_id, event.ts, weight))
-        return EventFacts(ip_facts, dev_facts, burst, *self._ip_info.get(event.ip, (None, None)))
+        return _event_facts(ip_facts, dev_facts, burst, *self._ip_info.get(event.ip, (None, None)))
 
     def peek(self, event: Event) -> EventFacts:
         """Facts for a non-login event, without counting it."""
@@ -181,12 +208,12 @@ class LocalFacts:
         info = self._ip_info.get(event.ip) if event.ip else None
         if ip is None and dev is None and info is None:
             return NO_FACTS
-        return EventFacts(ip.facts() if ip else SourceFacts(), dev.facts() if dev else SourceFacts(), 0.0,
-                          *(info or (None, None)))
+        return _event_facts(ip.facts() if ip else _NO_SOURCE, dev.facts() if dev else _NO_SOURCE, 0.0,
+                            *(info or (None, None)))
 
     def _observe(self, table: dict[str, _Window], key: str | None, event: Event, failed: bool) -> SourceFacts:
         if not key:
-            return SourceFacts()
+            return _NO_SOURCE
         window = table.get(key)
         if window is None:
             if len(table) >= self.max_sources:

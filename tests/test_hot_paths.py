@@ -25,3 +25,11 @@ def test_amount_statistics_equal_rivers_var_to_the_bit():
             assert (mine.n, mine.mean, mine.var) == (expected.n, expected.mean, expected.var)
             assert all(type(m) is type(e) for m, e in zip((mine.n, mine.mean, mine.var),
                                                         (expected.n, expected.mean, expected.var)))
+
+
+def test_event_facts_built_fast_equal_the_dataclass():
+    from detectors.facts import EventFacts, SourceFacts, _event_facts
+
+    for args in [(SourceFacts(1, 2, 3), SourceFacts(), 0.5, "mobile", 7), (SourceFacts(), SourceFacts(4), 0.0, None, None)]:
+        fast, plain = _event_facts(*args), EventFacts(*args)
+        assert fast == plain and hash(fast) == hash(plain) and repr(fast) == repr(plain)

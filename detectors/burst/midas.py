@@ -90,6 +90,7 @@ import struct
 import numpy as np
 
 from detectors.burst.sketch import (
+    EDGE_MULTIPLIER,
     edge_buckets,
     edge_buckets_one,
     make_hash_params,
@@ -217,14 +218,16 @@ class MidasR:
             one.epoch += 1  # the decay of every cell, owed until the cell is next touched
         self._tick = tick
         base, hits, total, when, epoch = one.base, one.hits, one.total, one.when, one.epoch
-        decay = one.decay
+        shift, exact = one.shift, one.exact
         t = float(tick)
         top = 0.0
         for k, cells in enumerate(self._cells_list(src, dst)):
             a_min = s_min = None
             for c in cells:
                 if when[c] != epoch:  # the tick changed since the cell was last touched
-                    base[c] = decay(base[c] + hits[c], epoch - when[c])
+                    v, n = base[c] + hits[c], epoch - when[c]
+                    # (the common case inline: from >= 1, n halvings stay normal, hence exact)
+                    base[c] = _ldexp(v, -shift * n) if v >= 1.0 and n <= exact else one.decay(v, n)
                     hits[c] = 0
                     when[c] = epoch
                 h = hits[c] = hits[c] + 1
@@ -252,7 +255,12 @@ class MidasR:
         if plist is None:
             plist = self._plist = [[(int(p1), int(p2)) for p1, p2 in kind] for kind in self._params]
         rows = self.rows
-        edge = edge_buckets_one(src, dst, plist[0], b)
+        # edge_buckets_one, inline: 32-bit wrap-around of the key and of each row's product
+        key = ((src & 0xFFFFFFFF) ^ 0x80000000) - 0x80000000
+        key += EDGE_MULTIPLIER * (((dst & 0xFFFFFFFF) ^ 0x80000000) - 0x80000000)
+        key = ((key & 0xFFFFFFFF) ^ 0x80000000) - 0x80000000
+        edge = [r * b + ((((key * p1 + p2) & 0xFFFFFFFF) ^ 0x80000000) - 0x80000000) % b
+                for r, (p1, p2) in enumerate(plist[0])]
         by_src, by_dst = self._node_cells
         source = by_src.get(src)
         if source is None:
@@ -264,7 +272,7 @@ class MidasR:
             if len(by_dst) >= _NODE_CACHE:
                 by_dst.clear()
             dest = by_dst[dst] = [x + (2 * rows + r) * b for r, x in enumerate(node_buckets_one(dst, plist[2], b))]
-        return [x + r * b for r, x in enumerate(edge)], source, dest
+        return edge, source, dest
 
     def score_many(self, src: np.ndarray, dst: np.ndarray, tick: np.ndarray,
                    chunk: int = 1 << 14) -> np.ndarray:
@@ -487,6 +495,7 @@ class MidasR:
 #: Nodes whose cells :meth:`MidasR._cells_list` remembers, per side, before forgetting them all.
 _NODE_CACHE = 1 << 16
 _log1p = np.log1p
+_ldexp = math.ldexp
 
 
 class _Cells:
@@ -499,7 +508,7 @@ class _Cells:
     more (``base + 0 == base``), ``hits <- 0`` (:meth:`decay`).
     """
 
-    __slots__ = ("base", "hits", "total", "when", "epoch", "factor", "shift")
+    __slots__ = ("base", "hits", "total", "when", "epoch", "factor", "shift", "exact")
 
     def __init__(self, base: np.ndarray, hits: np.ndarray, total: np.ndarray, factor: float) -> None:
         self.base, self.hits, self.total = base.tolist(), hits.tolist(), total.tolist()
@@ -510,6 +519,8 @@ class _Cells:
         # factor == 2 ** -shift: k multiplications are one exact ldexp while the result stays
         # normal (None: another factor, multiplied k times)
         self.shift = 1 - exponent if mantissa == 0.5 and exponent <= 1 else None
+        # decays that keep a count >= 1 a normal float (exact); -1: none known to
+        self.exact = -1 if self.shift is None else 1022 // self.shift if self.shift else 1 << 62
 
     def decay(self, v: float, k: int) -> float:
         """``v`` multiplied ``k`` times by ``factor``, each product rounded as floats are."""

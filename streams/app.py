@@ -125,8 +125,8 @@ def check_input_partitions(settings: Settings, timeout_s: float = 30.0) -> int:
     from kafka import KafkaConsumer
 
     names = [topic_name(t, settings.topic_prefix) for t in c.INPUT_TOPICS]
-    consumer = KafkaConsumer(**settings.client_options(), client_id="atoguard-check",
-                             request_timeout_ms=int(timeout_s * 1000))
+    # connecting is bounded too: an unreachable cluster fails in seconds, not the library's 30
+    consumer = KafkaConsumer(**settings.client_options(min(timeout_s, 10.0)), client_id="atoguard-check")
     try:
         deadline = time.monotonic() + timeout_s
         counts: dict[str, int | None] = {}

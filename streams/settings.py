@@ -193,6 +193,8 @@ ENVIRONMENT: dict[str, str] = {
     "ATOGUARD_KAFKA_VERSION": "atoguard broker: Kafka release fetched from Maven Central",
     "ATOGUARD_KAFKA_LIB": "atoguard broker: Kafka jar cache folder",
     "ATOGUARD_TEST_BOOTSTRAP": "tests: use the Kafka at host:port instead of starting one",
+    "ATOGUARD_CHAOS_EVENTS": "tests/chaos: input events per fault scenario (default 50000)",
+    "ATOGUARD_CHAOS_REPORT": "tests/chaos: a file the scenarios append their CHAOS lines to",
     "ATOGUARD_DARPA_ZIP": "bench: path of the DARPA data set archive",
     "ATOGUARD_SILENCE": "tests: the detector tools/silence_plugin.py silences (mutation check)",
 }

@@ -1,0 +1,145 @@
+"""Bad input, generated: the decoders and the engine take anything without an exception.
+
+Inputs are real simulated events mutated by hypothesis (a field dropped, retyped, set to an
+extreme, an unknown field or kind, the key of another account, the bytes truncated or replaced),
+plus arbitrary bytes. For every input: no exception escapes; a rejected input gives exactly one
+dead letter with a known reason, its original bytes, topic, partition and offset; the state of
+the other accounts is untouched. 100,000 decoder inputs and 3,000 engine inputs by default.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import orjson
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from detectors import contract as c
+from detectors.config import Config
+from detectors.engine import Engine
+from detectors.events import DeadLetter, decode_or_dead_letter
+from detectors.profile import encode
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _samples() -> list[dict]:
+    """A few hundred simulated input lines of every topic and kind (with attacks)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "events.jsonl"
+        subprocess.run([sys.executable, "-m", "streams.cli", "simulate", "--accounts", "40", "--days", "3",
+                        "--seed", "3", "--rate-credential-stuffing", "0.1", "--rate-sim-swap-payout", "0.1",
+                        "--out", str(out), "--labels", str(out.with_suffix(".labels")), "--quiet"],
+                       cwd=REPO, check=True, capture_output=True, timeout=120)
+        lines = [r for r in map(orjson.loads, out.read_bytes().splitlines()) if r.get("topic") in c.INPUT_TOPICS]
+    by_kind: dict[tuple, list[dict]] = {}
+    for r in lines:
+        by_kind.setdefault((r["topic"], r["value"].get("kind") or r["value"].get("label")), []).append(r)
+    return [r for group in by_kind.values() for r in group[:20]]
+
+
+SAMPLES = _samples()
+INTS = st.integers(min_value=-(2 ** 63), max_value=2 ** 64 - 1)  # what JSON encoders write
+ODD_VALUES = st.one_of(
+    st.none(), st.booleans(), INTS,
+    st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=40), st.integers(min_value=2000, max_value=2100).map(lambda n: "é" * n),
+    st.lists(INTS, max_size=3), st.dictionaries(st.text(max_size=5), INTS, max_size=2),
+    st.sampled_from([0, -1, 2 ** 63, 253_402_300_800_000, "", "null", "1767571512792", 1e308, -0.0]),
+)
+
+
+@st.composite
+def bad_inputs(draw) -> tuple[str, bytes, bytes | None]:
+    """(logical topic, value bytes, key bytes) of a mutated or made-up input message."""
+    line = draw(st.sampled_from(SAMPLES))
+    topic = draw(st.sampled_from([line["topic"], line["topic"], *c.INPUT_TOPICS]))
+    value = dict(line["value"])  # the values are flat: a shallow copy is a copy
+    key: bytes | None = value["account_id"].encode()
+    how = draw(st.sampled_from(["drop", "retype", "retype", "extra", "kind", "key", "truncate", "bytes",
+                                "not-object", "bigint", "valid"]))
+    if how == "drop":
+        value.pop(draw(st.sampled_from(sorted(value))))
+    elif how == "retype":
+        value[draw(st.sampled_from(sorted(value)))] = draw(ODD_VALUES)
+    elif how == "extra":
+        value[draw(st.text(min_size=1, max_size=12))] = draw(ODD_VALUES)
+    elif how == "kind":
+        value["kind" if "kind" in value else "label"] = draw(st.text(max_size=20))
+    elif how == "key":
+        key = draw(st.one_of(st.none(), st.binary(max_size=20), st.just(b"acct-someone-else")))
+    raw = orjson.dumps(value)
+    if how == "bigint":  # an integer beyond 64 bits in the JSON text
+        raw = raw.replace(b'"ts":', b'"ts":1' + b"0" * draw(st.integers(min_value=19, max_value=400)) + b",\"_ts\":", 1)
+    if how == "truncate":
+        raw = raw[: draw(st.integers(min_value=0, max_value=max(0, len(raw) - 1)))]
+    elif how == "bytes":
+        raw = draw(st.binary(max_size=200))
+    elif how == "not-object":
+        raw = orjson.dumps(draw(st.one_of(ODD_VALUES, st.lists(st.just(value), max_size=2))))
+    return topic, raw, key
+
+
+@settings(max_examples=2_000, deadline=None, database=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(st.lists(bad_inputs(), min_size=50, max_size=50), st.integers(min_value=0, max_value=2 ** 40))
+def test_decoders_take_anything_and_dead_letter_what_they_reject(messages, offset):
+    """2,000 examples of 50 inputs each: 100,000 decoder inputs."""
+    for message in messages:
+        _check_decoder(message, offset)
+
+
+def _check_decoder(message: tuple[str, bytes, bytes | None], offset: int) -> None:
+    topic, raw, key = message
+    real = f"ato.{topic}"
+    record = decode_or_dead_letter(real, raw, key, partition=2, offset=offset, logical_topic=topic)
+    if type(record) is DeadLetter:
+        assert record.reason in c.DEAD_LETTER_REASONS and record.detail
+        letter = record.to_dict()
+        assert (letter["topic"], letter["partition"], letter["offset"]) == (real, 2, offset)
+        orjson.dumps(letter)  # the dead-letter value is JSON
+    elif key is not None:
+        assert record.account_id == key.decode("utf-8", "replace")  # accepted only under its own account's key
+
+
+class _Accounts:
+    """An engine with three warmed-up accounts, their encoded states kept for comparison."""
+
+    def __init__(self) -> None:
+        self.engine = Engine(Config(shards=1))
+        self.states: dict[str, object] = {}
+        for line in SAMPLES:
+            account = line["value"]["account_id"]
+            if account not in self.states and len(self.states) >= 3:
+                continue
+            result = self.engine.process_message(line["topic"], orjson.dumps(line["value"]), account.encode(),
+                                                 self.states.get(account))
+            if result.state is not None:
+                self.states[account] = result.state
+
+
+ACCOUNTS = _Accounts()
+
+
+@settings(max_examples=3_000, deadline=5000, database=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(bad_inputs(), st.integers(min_value=0, max_value=2 ** 40))
+def test_engine_takes_anything_and_leaves_other_accounts_alone(message, offset):
+    topic, raw, key = message
+    accounts = ACCOUNTS
+    account = key.decode("utf-8", "replace") if key else ""
+    before = {a: encode(s) for a, s in accounts.states.items() if a != account}
+    result = accounts.engine.process_message(f"ato.{topic}", raw, key, accounts.states.get(account),
+                                             partition=1, offset=offset, logical_topic=topic)
+    if result.record is None:
+        [letter] = result.outputs
+        assert letter.topic == c.DEAD_LETTER and letter.value["reason"] in c.DEAD_LETTER_REASONS
+        assert letter.value["offset"] == offset
+    else:
+        for o in result.outputs:
+            assert o.topic in (c.COMMANDS, c.ALERTS) and o.key == account
+            orjson.dumps(o.value)
+    after = {a: encode(s) for a, s in accounts.states.items() if a != account}
+    assert after == before

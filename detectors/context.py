@@ -150,11 +150,16 @@ def _bound_at_home(profile: Profile, cred: CredentialChange) -> bool:
 
 
 def _hours(ms: int) -> float:
+    """Milliseconds as hours."""
     return ms / HOUR_MS
 
 
+
+
 def build_context(profile: Profile, event: Event, cfg: Config, facts: EventFacts = NO_FACTS) -> Context:
-    """Derive the features of ``event`` against ``profile`` (not modified)."""
+    """Derive the features of ``event`` against ``profile`` (not modified), part by part in this
+    order (a part reads what the parts before it derived): the account's standing, the device,
+    the network and session, the location, credentials and failed logins, and money."""
     w = cfg.windows
     ts = event.ts
     x = Context._for_build()
@@ -164,11 +169,21 @@ def build_context(profile: Profile, event: Event, cfg: Config, facts: EventFacts
     x.restricted = "none" if r.state in ("step_up", "frozen") and r.until and ts >= r.until else r.state
     last_alert = profile.actions.get("alert")
     x.recent_alert = last_alert.risk if last_alert and 0 <= ts - last_alert.ts <= DAY_MS else 0.0
-    new_device_ms = w.new_device_days * DAY_MS
-
-    # devices: the event's own, and the youngest device of the account. A device already there
-    # when we started watching the account (its first day) is not new, however recent.
+    # a device (or network) already there when we started watching the account, its first day,
+    # is not new, however recent
     settled = profile.first_ts + DAY_MS
+    _device(x, profile, event, ts, settled, w.new_device_days * DAY_MS)
+    ip_entry = _network(x, profile, event, ts, settled, facts)
+    _location(x, profile, event, ts, ip_entry)
+    cred_ms = w.credential_change_hours * HOUR_MS
+    _credentials(x, profile, event, ts, cred_ms, w.failed_login_minutes * 60_000)
+    _money(x, profile, event, ts, cred_ms)
+    return x
+
+
+def _device(x: Context, profile: Profile, event: Event, ts: int, settled: int, new_device_ms: int) -> None:
+    """The account's youngest device, and the event's device (or its session's): new, young,
+    trusted, suspect, seen at home."""
     young_first = None
     newer_than = max(settled, ts - new_device_ms)  # first seen after both: young
     for dev_id, entry in profile.devices.items():
@@ -198,7 +213,11 @@ def build_context(profile: Profile, event: Event, cfg: Config, facts: EventFacts
     home = entry.home if entry is not None else 0
     x.device_home, x.device_home_net = home >= 1, home == 2
 
-    # network
+
+def _network(x: Context, profile: Profile, event: Event, ts: int, settled: int, facts: EventFacts) -> Address | None:
+    """The event's address and operator: new, fresh, suspect, their type; a young device on the
+    holder's home network; then the session's move (:func:`_session_moved`). Returns the
+    address's record (None: not known)."""
     ip = event.ip
     ip_entry = profile.ips.get(ip) if ip else None
     if x.device_young and not x.device_home_net and _home_network(ip_entry, ts):
@@ -222,6 +241,15 @@ def build_context(profile: Profile, event: Event, cfg: Config, facts: EventFacts
     x.net_fresh = x.ip_new or x.asn_new or (
         ip_entry is not None and settled < ip_entry.first and ts - ip_entry.first < NET_FRESH_MS
         and (asn_entry is None or (settled < asn_entry.first and ts - asn_entry.first < NET_FRESH_MS)))
+    _session_moved(x, profile, event, ts, settled, ip_entry, asn_entry)
+    return ip_entry
+
+
+def _session_moved(x: Context, profile: Profile, event: Event, ts: int, settled: int,
+                   ip_entry: Address | None, asn_entry: Seen | None) -> None:
+    """Whether the event's session moved to another network since it started
+    (``session_changed``), and, worse, abroad or behind an anonymiser (``session_far``)."""
+    ip, asn, ip_type = event.ip, x.asn, x.ip_type
     session = profile.sessions.get(event.session_id) if event.session_id else None
     session_asn = session_cc = None
     if session is not None and session.ip is not None:
@@ -248,7 +276,10 @@ def build_context(profile: Profile, event: Event, cfg: Config, facts: EventFacts
         ip_type in ("hosting", "tor", "vpn")
         or (here is not None and session_cc is not None and here != session_cc))
 
-    # location
+
+def _location(x: Context, profile: Profile, event: Event, ts: int, ip_entry: Address | None) -> None:
+    """The event's country and whether it is new; for a location fix, the distance from the
+    last fix, its error and the speed needed to cover it."""
     if type(event) is LocationEvent:
         cc = event.country
         x.country = cc
@@ -267,13 +298,15 @@ def build_context(profile: Profile, event: Event, cfg: Config, facts: EventFacts
         x.country = ip_entry.country
         x.country_new = False
 
-    # credentials and failures
-    cred_ms = w.credential_change_hours * HOUR_MS
+
+def _credentials(x: Context, profile: Profile, event: Event, ts: int, cred_ms: int, fail_ms: int) -> None:
+    """Whether the event's origin is untrusted; the credential changes within ``cred_ms`` (their
+    kinds, age, suspicion, chain, the SIM change's age); the failed logins within ``fail_ms``."""
     # the event comes from somewhere the account holder has not been seen using
     # (a young device seen at the holder's home is their new phone until shown otherwise)
     # (origin_untrusted: for a reason other than a young device)
     x.origin_untrusted = bool(
-        x.session_changed or ip_type in ("hosting", "tor") or (not x.device_trusted and x.ip_new and x.asn_new))
+        x.session_changed or x.ip_type in ("hosting", "tor") or (not x.device_trusted and x.ip_new and x.asn_new))
     x.untrusted = (x.device_young and not x.device_home) or x.origin_untrusted
     creds = profile.creds
     recent = [(k, v.ts, v.suspicious and not _bound_at_home(profile, v)) for k, v in creds.items()
@@ -300,49 +333,48 @@ def build_context(profile: Profile, event: Event, cfg: Config, facts: EventFacts
         # the account knows: the holder's new SIM (a swapper needs a device of their own)
         x.cred_suspicious, x.cred_chain = False, 0
     fails = profile.fails
-    if fails:
-        fail_ms = w.failed_login_minutes * 60_000
-        x.fails_recent = sum(1 for t in fails if 0 <= ts - t <= fail_ms)
-    else:
-        x.fails_recent = 0
+    x.fails_recent = sum(1 for t in fails if 0 <= ts - t <= fail_ms) if fails else 0
 
-    # money
+
+def _money(x: Context, profile: Profile, event: Event, ts: int, cred_ms: int) -> None:
+    """The share of the account's activity in the event's hour, the time since the last
+    repayment; for a transaction: money out, card present, the amount's z-score, a new payee,
+    the share of the balance or credit line it takes."""
     hour = (ts // HOUR_MS) % 24
     total = sum(profile.hours)
     x.hour_share = profile.hours[hour] / total if total >= 20 else None
     if profile.loan.last_repay:
         x.since_repay_h = _hours(ts - profile.loan.last_repay)
     x.card_present = False
-    if type(event) is TransactionEvent:
-        x.money_out = event.kind in c.MONEY_OUT_KINDS
-        # the holder's card at a till or cash machine: no app session, nothing a remote taker of
-        # the account can do
-        x.card_present = event.channel == "pos" and event.device_id is None and event.ip is None
-        x.amount = event.amount
-        n, mean, var = profile.amount.n, profile.amount.mean, profile.amount.var
-        if x.money_out and event.amount is not None and n >= 3:
-            x.amount_z = (math.log1p(event.amount) - mean) / math.sqrt(var + 0.25)
-        payee = event.counterparty_id
-        # a new shop is everyday life, a large sum at one (gift cards) is not; a new recipient of
-        # a transfer is what a thief needs
-        if payee is not None and (event.kind != "payment" or (x.amount_z is not None and x.amount_z > 1.5)):
-            p_entry = profile.payees.get(payee)
-            x.payee_new = p_entry is None and not profile.is_good("payee:" + payee, ts)
-            # a payee added recently but not yet paid counts as new
-            if p_entry is not None and not p_entry.paid and ts - p_entry.first < cred_ms:
-                x.payee_new = not profile.is_good("payee:" + payee, ts)
-                x.payee_added_h = _hours(ts - p_entry.first)
-        if x.money_out and event.amount is not None:
-            if event.kind == "loan_draw":
-                limit = event.credit_limit or profile.credit_limit
-                if limit:
-                    x.credit_ratio = min(1.0, event.amount / limit)
-            elif event.balance_after is not None and event.amount > 0:
-                before = event.balance_after + event.amount
-                if before > 0:
-                    x.drain_ratio = min(1.0, event.amount / before)
-            elif profile.balance is not None and profile.balance > 0:
-                x.drain_ratio = min(1.0, event.amount / profile.balance)
-    else:
+    if type(event) is not TransactionEvent:
         x.money_out = False
-    return x
+        return
+    x.money_out = event.kind in c.MONEY_OUT_KINDS
+    # the holder's card at a till or cash machine: no app session, nothing a remote taker of
+    # the account can do
+    x.card_present = event.channel == "pos" and event.device_id is None and event.ip is None
+    x.amount = event.amount
+    n, mean, var = profile.amount.n, profile.amount.mean, profile.amount.var
+    if x.money_out and event.amount is not None and n >= 3:
+        x.amount_z = (math.log1p(event.amount) - mean) / math.sqrt(var + 0.25)
+    payee = event.counterparty_id
+    # a new shop is everyday life, a large sum at one (gift cards) is not; a new recipient of
+    # a transfer is what a thief needs
+    if payee is not None and (event.kind != "payment" or (x.amount_z is not None and x.amount_z > 1.5)):
+        p_entry = profile.payees.get(payee)
+        x.payee_new = p_entry is None and not profile.is_good("payee:" + payee, ts)
+        # a payee added recently but not yet paid counts as new
+        if p_entry is not None and not p_entry.paid and ts - p_entry.first < cred_ms:
+            x.payee_new = not profile.is_good("payee:" + payee, ts)
+            x.payee_added_h = _hours(ts - p_entry.first)
+    if x.money_out and event.amount is not None:
+        if event.kind == "loan_draw":
+            limit = event.credit_limit or profile.credit_limit
+            if limit:
+                x.credit_ratio = min(1.0, event.amount / limit)
+        elif event.balance_after is not None and event.amount > 0:
+            before = event.balance_after + event.amount
+            if before > 0:
+                x.drain_ratio = min(1.0, event.amount / before)
+        elif profile.balance is not None and profile.balance > 0:
+            x.drain_ratio = min(1.0, event.amount / profile.balance)

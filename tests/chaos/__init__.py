@@ -1,0 +1,1 @@
+"""The fault suite: workers killed and scaled, the broker restarted, poison, lost state (marked chaos)."""

@@ -173,7 +173,7 @@ class WorkerProc:
     def __init__(self, settings: Settings, workdir: Path, runtime: str, extra: tuple[str, ...] = ()) -> None:
         self.port = _free_port()
         self.log = open(workdir / f"{runtime}-{self.port}.log", "wb")
-        args = [sys.executable, "-m", "streams.cli", "run", "--runtime", runtime,
+        args = [sys.executable, "-m", "streams.cli", "run", "--dev", "--runtime", runtime,
                 "--bootstrap-servers", settings.bootstrap_servers, "--topic-prefix", settings.topic_prefix,
                 "--data-dir", str(workdir / f"w{self.port}"), "--web-port", str(self.port), "--log-level", "warning",
                 *extra]

@@ -138,7 +138,7 @@ class WorkerProc:
         self.port = _free_port()
         self.log = open(workdir / f"worker-{self.port}.log", "wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "streams.cli", "run", "--runtime", "faust", "--bootstrap-servers", settings.bootstrap_servers,
+            [sys.executable, "-m", "streams.cli", "run", "--dev", "--runtime", "faust", "--bootstrap-servers", settings.bootstrap_servers,
              "--topic-prefix", settings.topic_prefix, "--store", store, "--data-dir", str(workdir / f"w{self.port}"),
              "--web-port", str(self.port), "--standby-replicas", "0", "--log-level", "warning", *extra],
             cwd=REPO, stdout=self.log, stderr=subprocess.STDOUT)

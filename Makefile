@@ -7,7 +7,8 @@
 #   make demo    broker, topics, worker and simulated traffic, then the report
 #   make bench   the benchmarks
 
-PYTHON ?= python3.11
+# any Python 3.11 or newer: python3.11 if there is one, else python3
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 
 .PHONY: venv jars test demo bench

@@ -1,8 +1,9 @@
 """Signed snapshots of the worker's online models.
 
-Profiles live in a Faust table and come back from its changelog; the River models of each shard
-(``Engine.snapshot()``) live in worker memory, so the worker writes them to a file now and then
-and on shutdown, and loads them at start.
+Profiles live in the runtime's state and come back from its changelog; the River models of each
+shard (``Engine.snapshot()``) live in worker memory, so the worker writes them to a file now and
+then and on shutdown, and loads them at start. Both runtimes do that with :func:`load_models` and
+:func:`save_models` (logged, and counted in ``atoguard_snapshots_total``).
 
 File layout (all ASCII up to the payload)::
 
@@ -31,13 +32,23 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import os
 import pickle
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-__all__ = ["MAGIC", "SnapshotRefused", "load_snapshot", "save_snapshot", "sign_payload"]
+if TYPE_CHECKING:
+    from detectors.config import Config
+    from detectors.engine import Engine
+    from streams.metrics import WorkerMetrics
+
+__all__ = ["MAGIC", "SnapshotRefused", "load_models", "load_snapshot", "save_models", "save_snapshot",
+           "sign_payload"]
+
+log = logging.getLogger("atoguard.worker")
 
 MAGIC = b"ATOGUARD-SNAPSHOT 1\n"
 FORMAT = 1
@@ -102,3 +113,42 @@ def load_snapshot(path: str | os.PathLike, *, key: str, shards: int) -> Models |
     if body.get("shards") != shards:
         raise SnapshotRefused(f"snapshot {path}: made for {body.get('shards')} shards, the worker has {shards}")
     return body["models"]
+
+
+# -- the worker's models ----------------------------------------------------------------------------
+
+def load_models(engine: Engine, path: Path, cfg: Config, metrics: WorkerMetrics) -> str:
+    """Restore ``engine``'s models from the signed snapshot at ``path``, if there is one.
+
+    Returns the outcome, also counted in ``metrics.snapshots``: ``"loaded"``, ``"missing"`` (no
+    file) or ``"refused"`` (a bad signature, a foreign shape or an unreadable file: the worker
+    goes on with fresh models, and says so in the log).
+    """
+    try:
+        models = load_snapshot(path, key=cfg.keys.snapshot_hmac, shards=cfg.shards)
+    except SnapshotRefused as exc:
+        log.error("REFUSED model snapshot: %s; starting with fresh models", exc)
+        outcome = "refused"
+    except OSError as exc:
+        log.error("cannot read model snapshot %s: %s; starting with fresh models", path, exc)
+        outcome = "refused"
+    else:
+        if models is None:
+            log.info("no model snapshot at %s; starting with fresh models", path)
+            outcome = "missing"
+        else:
+            engine.restore(models)
+            log.warning("loaded model snapshot %s (%d shard(s))", path, len(models))
+            outcome = "loaded"
+    metrics.snapshots.inc(outcome=outcome)
+    return outcome
+
+
+def save_models(engine: Engine, path: Path, cfg: Config, metrics: WorkerMetrics) -> None:
+    """Write ``engine``'s models to the signed snapshot at ``path`` (nothing when it has none)."""
+    models = engine.snapshot()
+    if not models:
+        return
+    save_snapshot(path, models, key=cfg.keys.snapshot_hmac, shards=cfg.shards, policy_version=cfg.policy.version)
+    metrics.snapshots.inc(outcome="saved")
+    log.info("saved model snapshot %s (%d shard(s))", path, len(models))

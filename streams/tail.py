@@ -6,20 +6,25 @@ committed, nothing rebalances), starts at the end or the beginning, and yields t
 objects of each poll batch in time order (``ts_field``), so that rows of several partitions come
 out in order within a batch. Connecting is bounded by the timeout too: with no broker it raises
 :class:`Unreachable` after ``timeout_s``, and a topic that does not exist is :class:`MissingTopic`.
+:func:`write_lines` prints the rows of those batches (one line per message, flushed, up to a
+limit), :func:`json_line` is a message as one JSON line and :func:`utc_text` a time as the rows
+show it.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from datetime import datetime, timezone
+from typing import Any, TextIO
 
 import orjson
 
 from streams.settings import Settings
 
-__all__ = ["Message", "MissingTopic", "Unreachable", "follow", "open_consumer"]
+__all__ = ["Message", "MissingTopic", "Unreachable", "follow", "json_line", "open_consumer", "utc_text",
+           "write_lines"]
 
 #: seconds to wait for the cluster when the command itself has no timeout
 CONNECT_TIMEOUT_S = 10.0
@@ -126,3 +131,46 @@ def _decode(record) -> Message | None:
         return None
     headers = {k: v.decode("utf-8", "replace") for k, v in (record.headers or [])}
     return Message(value, record.partition, record.offset, headers)
+
+
+# -- printing the rows ---------------------------------------------------------------------------
+
+def write_lines(batches: Iterator[list[Message]], out: TextIO, line: Callable[[Message], str | None],
+                limit: int | None = None) -> int:
+    """Write ``line(message)`` for every message of ``batches`` (those it maps to ``None`` are
+    skipped), flushing each, and stop after ``limit`` lines. Closes ``batches`` (and so the
+    consumer) in any case; returns how many lines were written."""
+    shown = 0
+    try:
+        for batch in batches:
+            for msg in batch:
+                text = line(msg)
+                if text is None:
+                    continue
+                out.write(text + "\n")
+                out.flush()
+                shown += 1
+                if limit is not None and shown >= limit:
+                    return shown
+    finally:
+        batches.close()
+    return shown
+
+
+def json_line(msg: Message, *, headers: bool = False) -> str:
+    """``msg`` as one JSON object: its partition, offset, headers (if asked) and value."""
+    record: dict[str, Any] = {"partition": msg.partition, "offset": msg.offset}
+    if headers:
+        record["headers"] = msg.headers
+    record["value"] = msg.value
+    return orjson.dumps(record).decode()
+
+
+def utc_text(ms: Any) -> str:
+    """Milliseconds since the epoch as ``YYYY-MM-DD HH:MM:SS`` (UTC); anything but an int is 0.
+
+    >>> utc_text(1764000000000)
+    '2025-11-24 16:00:00'
+    """
+    ms = ms if type(ms) is int else 0
+    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S")

@@ -1,4 +1,5 @@
-"""The one registry of atoguard's Kafka topics, and their idempotent creation.
+"""The one registry of atoguard's Kafka topics, their idempotent creation, and the worker's
+start-up check that the input topics exist and are co-partitioned (:func:`shards_for`).
 
 Everything that names a topic reads it from here: the stream worker, ``atoguard topics
 create``, the tests and the deployment files. Logical names (``device``, ``dead-letter``)
@@ -15,17 +16,22 @@ by account, and the outputs do too so one account's decisions stay in order on o
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from detectors import contract as c
+from detectors.config import Config
 from streams.settings import Settings
 
 __all__ = [
-    "TopicSpec", "create_topics", "input_topic_names", "new_topic_request", "registry", "spec",
-    "topic_name",
+    "PartitionMismatch", "TopicSpec", "check_input_partitions", "create_topics", "input_topic_names",
+    "new_topic_request", "registry", "shards_for", "spec", "topic_name",
 ]
+
+log = logging.getLogger("atoguard.worker")
 
 _DAY_MS = 24 * 60 * 60 * 1000
 
@@ -161,3 +167,53 @@ def create_topics(settings: Settings, specs: Iterable[TopicSpec] | None = None, 
         return {name: outcome[name] for name in request}
     finally:
         admin.close()
+
+
+# -- the worker's start-up check ---------------------------------------------------------------
+
+class PartitionMismatch(RuntimeError):
+    """The input topics are missing or not co-partitioned; the message says what to do."""
+
+
+def check_input_partitions(settings: Settings, timeout_s: float = 30.0) -> int:
+    """The partition count shared by the four input topics; :class:`PartitionMismatch` when a
+    topic is missing or the counts differ (the account's events must be co-partitioned)."""
+    from kafka import KafkaConsumer
+
+    names = [topic_name(t, settings.topic_prefix) for t in c.INPUT_TOPICS]
+    # connecting is bounded too: an unreachable cluster fails in seconds, not the library's 30
+    consumer = KafkaConsumer(**settings.client_options(min(timeout_s, 10.0)), client_id="atoguard-check")
+    try:
+        deadline = time.monotonic() + timeout_s
+        counts: dict[str, int | None] = {}
+        while True:
+            topics = consumer.topics()
+            counts = {n: (len(consumer.partitions_for_topic(n) or ()) if n in topics else None) for n in names}
+            if all(counts.values()) or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+    finally:
+        consumer.close()
+    missing = [n for n, k in counts.items() if not k]
+    if missing:
+        raise PartitionMismatch(f"input topic(s) {', '.join(missing)} do not exist on "
+                                f"{settings.bootstrap_servers}; create them with `atoguard topics create` "
+                                f"(same --topic-prefix {settings.topic_prefix!r})")
+    distinct = set(counts.values())
+    if len(distinct) != 1:
+        table = ", ".join(f"{n}={k}" for n, k in counts.items())
+        raise PartitionMismatch(f"input topics are not co-partitioned ({table}); every input topic must have "
+                                "the same partition count so one account's events meet in one worker")
+    return distinct.pop()
+
+
+def shards_for(settings: Settings, cfg: Config) -> tuple[Settings, Config]:
+    """Settings and config with the partition count of the live input topics (checked)."""
+    partitions = check_input_partitions(settings)
+    if cfg.shards != partitions:
+        log.warning("cfg.shards=%d but the input topics have %d partitions; using %d shards",
+                    cfg.shards, partitions, partitions)
+        cfg = cfg.replace(shards=partitions)
+    if settings.partitions != partitions:
+        settings = replace(settings, partitions=partitions)
+    return settings, cfg

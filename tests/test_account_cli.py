@@ -12,7 +12,7 @@ from detectors import contract as c
 from detectors.outputs import pseudonym
 from detectors.profile import (Challenge, Device, Evidence, Failure, Mark, Pass, Profile, Restriction, State,
                                encode)
-from streams import account_cli as acc
+from streams.cli import account as acc
 from streams.cli import CliError, main
 
 KEY = "a-test-pseudonym-key"

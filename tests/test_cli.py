@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from detectors.config import Config
-from streams import alerts_cli, cli, commands_cli, verdict_cli
+from streams import cli
+from streams.cli import alerts as alerts_cli, commands as commands_cli, verdict as verdict_cli
 from streams.settings import ENVIRONMENT
 
 NO_BROKER = ["--bootstrap-servers", "127.0.0.1:1", "--timeout", "1"]
@@ -60,6 +61,20 @@ def test_no_broker_through_the_installed_entry_point():
     assert done.returncode == 1
     assert done.stderr.strip().startswith("atoguard alerts: no Kafka answers")
     assert "Traceback" not in done.stderr and "ERROR" not in done.stderr
+
+
+@pytest.mark.timeout(60)  # a guard against an unbounded bootstrap wait, not a measurement
+@pytest.mark.parametrize("runtime", ["quix", "faust"])
+def test_the_worker_with_no_broker_says_so_in_one_line(runtime, tmp_path):
+    """The start-up checks keep the Kafka client's retries and ERROR lines off the terminal."""
+    done = subprocess.run([sys.executable, "-m", "streams.cli", "run", "--dev", "--runtime", runtime,
+                           "--bootstrap-servers", "127.0.0.1:1", "--data-dir", str(tmp_path)],
+                          capture_output=True, text=True, cwd=ROOT, timeout=60,
+                          env={k: v for k, v in os.environ.items() if not k.startswith("ATOGUARD_")})
+    assert done.returncode == 1
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith("atoguard run: Kafka: ") and "127.0.0.1:1" in lines[0]
 
 
 # -- broken pipe -------------------------------------------------------------------------------

@@ -83,7 +83,7 @@ def test_other_shard_count_is_refused(tmp_path):
 
 
 def test_runtime_refuses_and_starts_fresh(tmp_path, caplog):
-    from streams.app import WorkerOptions, create_app
+    from streams.runtimes.faust import WorkerOptions, create_app
     from streams.settings import Settings
 
     path = tmp_path / "m.snap"

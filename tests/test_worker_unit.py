@@ -12,8 +12,8 @@ import pytest
 from detectors import contract as c
 from detectors.config import Config
 from detectors.facts import source_updates
-from streams.app import PartitionMismatch, WorkerOptions, create_app
-from streams.facts_agents import apply_fact, apply_source_message, source_message
+from streams.runtimes.faust import PartitionMismatch, WorkerOptions, create_app
+from streams.runtimes.faust_facts import apply_fact, apply_source_message, source_message
 from streams.settings import Settings
 
 SETTINGS = Settings(bootstrap_servers="127.0.0.1:1", topic_prefix="u.", partitions=3)

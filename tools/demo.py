@@ -1,5 +1,5 @@
 """The demo's orchestration: the product working, live, then the report from what the worker
-wrote. ``atoguard demo`` (:mod:`streams.demo_cli`) parses the options and calls :func:`run`.
+wrote. ``atoguard demo`` (:mod:`streams.cli.demo`) parses the options and calls :func:`run`.
 
 Steps (each prints what it does):
   1. start the local Kafka broker (or use the one at --bootstrap-servers if it answers);

@@ -56,7 +56,7 @@ from detectors.events import Verdict
 from detectors.profile import decode as decode_profile, encode as encode_profile
 from streams.metrics import MetricsServer, WorkerMetrics
 from streams.settings import Settings
-from streams.snapshots import SnapshotRefused, load_snapshot, save_snapshot
+from streams import snapshots
 from streams.topics import topic_name
 
 __all__ = ["QuixOptions", "QuixWorker", "PROFILE_KEY"]
@@ -257,34 +257,11 @@ class QuixWorker:
 
     # -- models -----------------------------------------------------------------------------------
     def load_models(self) -> str:
-        """Load the signed snapshot, if any; returns the outcome (also counted in metrics)."""
-        try:
-            models = load_snapshot(self.snapshot_path, key=self.cfg.keys.snapshot_hmac, shards=self.cfg.shards)
-        except SnapshotRefused as exc:
-            log.error("REFUSED model snapshot: %s; starting with fresh models", exc)
-            outcome = "refused"
-        except OSError as exc:
-            log.error("cannot read model snapshot %s: %s; starting with fresh models", self.snapshot_path, exc)
-            outcome = "refused"
-        else:
-            if models is None:
-                log.info("no model snapshot at %s; starting with fresh models", self.snapshot_path)
-                outcome = "missing"
-            else:
-                self.engine.restore(models)
-                log.warning("loaded model snapshot %s (%d shard(s))", self.snapshot_path, len(models))
-                outcome = "loaded"
-        self.metrics.snapshots.inc(outcome=outcome)
-        return outcome
+        """Load the signed snapshot, if any; returns the outcome (:func:`streams.snapshots.load_models`)."""
+        return snapshots.load_models(self.engine, self.snapshot_path, self.cfg, self.metrics)
 
     def save_models(self) -> None:
-        models = self.engine.snapshot()
-        if not models:
-            return
-        save_snapshot(self.snapshot_path, models, key=self.cfg.keys.snapshot_hmac, shards=self.cfg.shards,
-                      policy_version=self.cfg.policy.version)
-        self.metrics.snapshots.inc(outcome="saved")
-        log.info("saved model snapshot %s (%d shard(s))", self.snapshot_path, len(models))
+        snapshots.save_models(self.engine, self.snapshot_path, self.cfg, self.metrics)
 
     # -- web --------------------------------------------------------------------------------------
     def health(self) -> dict:

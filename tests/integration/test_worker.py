@@ -9,7 +9,7 @@ processed each block (its ``/healthz`` reports the last offset processed per par
 orders messages only within a partition, so this is what makes the live processing order equal
 to the file order, models included (one model shard per partition). The stream's accounts use
 their own IPs and devices, and the cross-account detectors (``cross_account``, ``login_burst``)
-are off here: their facts reach the worker asynchronously (streams/facts_agents.py), and the
+are off here: their facts reach the worker asynchronously (streams/runtimes/faust_facts.py), and the
 equality tested is that of the per-account pipeline. ``test_cross_account_facts_reach_the_engine``
 covers the facts path on its own.
 """
@@ -34,7 +34,7 @@ from streams.replay import replay_file
 from streams.settings import Settings
 from streams.snapshots import save_snapshot
 from streams.topics import topic_name
-from streams.verdict_cli import verdict_value
+from streams.cli.verdict import verdict_value
 
 pytestmark = pytest.mark.kafka
 

@@ -19,15 +19,12 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-import orjson
-
 from detectors import contract as c
 from detectors.outputs import verify
-from streams.alerts_cli import _utc
 from streams.cli import CliError, EXIT_USAGE, add_config_option, add_kafka_options, kafka_settings, \
     load_policy, quiet_kafka_logs
 from streams.settings import Settings
-from streams.tail import MissingTopic, Unreachable, follow
+from streams.tail import Message, MissingTopic, Unreachable, follow, json_line, utc_text, write_lines
 from streams.topics import topic_name
 
 __all__ = ["FrozenBook", "format_row", "tail", "configure", "run"]
@@ -92,25 +89,25 @@ class FrozenBook:
     def summary(self, at_ms: int) -> str:
         """The summary table printed when the tail stops."""
         rows = self.in_force(at_ms)
-        lines = [f"frozen or closed at {_utc(at_ms)} UTC, by the last restriction of each account "
+        lines = [f"frozen or closed at {utc_text(at_ms)} UTC, by the last restriction of each account "
                  f"read: {len(rows)}" + (f" ({self.shadow} dry-run restrictions not counted)"
                                          if self.shadow else "")]
         if rows:
             lines.append(f"  {'account':<16}  {'action':<8}  {'since (UTC)':<19}  {'until (UTC)':<19}  reasons")
         for cmd in rows:
-            until = _utc(cmd["expires_at"]) if cmd.get("expires_at") else "-"
+            until = utc_text(cmd["expires_at"]) if cmd.get("expires_at") else "-"
             lines.append(f"  {str(cmd.get('account_id')):<16.16}  {cmd['action']:<8}  "
-                         f"{_utc(cmd.get('issued_at')):<19}  {until:<19}  {', '.join(cmd.get('reasons', []))}")
+                         f"{utc_text(cmd.get('issued_at')):<19}  {until:<19}  {', '.join(cmd.get('reasons', []))}")
         return "\n".join(lines)
 
 
 def format_row(command: dict[str, Any], key: str | None = None) -> str:
     """One readable line for a command; ``sig`` is ``ok``/``BAD`` when ``key`` is given."""
     action = str(command.get("action", "?")) + ("*" if command.get("dry_run") else "")
-    until = _utc(command["expires_at"]) if command.get("expires_at") else "-"
+    until = utc_text(command["expires_at"]) if command.get("expires_at") else "-"
     sig = "-" if key is None else ("ok" if verify(command, key) else "BAD")
     risk = command.get("risk", 0)
-    return (f"{_utc(command.get('issued_at')):<19}  {str(command.get('account_id', '?')):<16.16}  "
+    return (f"{utc_text(command.get('issued_at')):<19}  {str(command.get('account_id', '?')):<16.16}  "
             f"{action:<9}  {risk:>5.2f}  {until:<19}  {sig:<3}  {str(command.get('command_id', '?')):<32}  "
             f"{', '.join(command.get('reasons', []))}")
 
@@ -121,32 +118,20 @@ def tail(settings: Settings, out: TextIO, book: FrozenBook, *, key: str | None =
          timeout_s: float | None = None, until_end: bool = False, rows: bool = True) -> int:
     """Follow the command topic, printing the commands that pass the filters (unless not
     ``rows``) and noting every command in ``book``; returns how many were printed."""
-    shown = 0
+    def line(msg: Message) -> str | None:
+        cmd = msg.value
+        if accounts and cmd.get("account_id") not in accounts:
+            return None
+        book.observe(cmd)
+        if not rows or (actions and cmd.get("action") not in actions):
+            return None
+        return json_line(msg) if as_json else format_row(cmd, key)
+
     batches = follow(settings, topic_name(c.COMMANDS, settings.topic_prefix), ts_field="issued_at",
                      from_beginning=from_beginning, timeout_s=timeout_s, until_end=until_end)
     if rows and not as_json:
         print(HEADER, file=out, flush=True)
-    try:
-        for batch in batches:
-            for msg in batch:
-                cmd = msg.value
-                if accounts and cmd.get("account_id") not in accounts:
-                    continue
-                book.observe(cmd)
-                if not rows or (actions and cmd.get("action") not in actions):
-                    continue
-                if as_json:
-                    out.write(orjson.dumps({"partition": msg.partition, "offset": msg.offset,
-                                            "value": cmd}).decode() + "\n")
-                else:
-                    out.write(format_row(cmd, key) + "\n")
-                out.flush()
-                shown += 1
-                if max_commands is not None and shown >= max_commands:
-                    return shown
-    finally:
-        batches.close()
-    return shown
+    return write_lines(batches, out, line, max_commands)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

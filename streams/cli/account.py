@@ -33,11 +33,10 @@ from detectors import contract as c
 from detectors.outputs import pseudonym
 from detectors.profile import Profile, State, decode as decode_profile
 from detectors.reasons import phrase
-from streams.alerts_cli import _utc
 from streams.cli import CliError, add_config_option, add_kafka_options, kafka_settings, load_policy, \
     quiet_kafka_logs
 from streams.settings import Settings
-from streams.tail import CONNECT_TIMEOUT_S, Unreachable
+from streams.tail import CONNECT_TIMEOUT_S, Unreachable, utc_text
 from streams.topics import topic_name
 
 __all__ = ["AccountView", "changelog_topic", "configure", "describe", "profile_payload", "read_account",
@@ -185,7 +184,7 @@ def _read_outputs(consumer, settings: Settings, account: str, limit: int, deadli
                   view: AccountView) -> None:
     """The account's last ``limit`` commands and alerts, from its partition of each topic (the
     worker's producer partitions by the account key with murmur2)."""
-    from streams.verdict_cli import partition_of
+    from streams.cli.verdict import partition_of
     from kafka import TopicPartition
 
     key = account.encode("utf-8")
@@ -232,7 +231,7 @@ def read_account(settings: Settings, account: str, *, app_id: str | None = None,
 # -- describing ------------------------------------------------------------------------------------
 
 def _when(ms: int | None) -> str:
-    return f"{_utc(ms)} UTC" if ms else "-"
+    return f"{utc_text(ms)} UTC" if ms else "-"
 
 
 def _pseudo(kind: str, value: str | None, key: str) -> str | None:

@@ -13,7 +13,7 @@ Two runtimes share the engine:
   offset commit in one Kafka transaction, every --commit-interval seconds; consumers of the
   outputs read with isolation.level=read_committed); at-least-once as an option. Events of the
   worker's partitions are taken in event-time (ts) order.
-* faust (--runtime faust, streams/app.py): Faust tables; at least once: after a crash some events
+* faust (--runtime faust, streams/runtimes/faust.py): Faust tables; at least once: after a crash some events
   are processed again, and the outputs they cause repeat with the same ids (command_id, alert id /
   ce_id), so consumers drop repeats.
 
@@ -30,10 +30,11 @@ import sys
 from pathlib import Path
 
 from detectors.config import ConfigError
+from streams.cli import quiet_kafka_logs
 from streams.config import add_config_option, load_config
 from streams.settings import Settings
 
-__all__ = ["build", "build_quix", "configure", "preflight", "run", "run_quix"]
+__all__ = ["build", "build_quix", "configure", "kafka_logs_as_usual", "preflight", "run", "run_quix"]
 
 EPILOG = """\
 examples:
@@ -59,7 +60,7 @@ Set ATOGUARD_KEYS__COMMAND_HMAC, ATOGUARD_KEYS__PSEUDONYM_HMAC and ATOGUARD_KEYS
 
 cross-account facts (logins per IP / device): the quix runtime counts them over the events the
 worker itself processes (several workers each see their own partitions); the faust runtime
-repartitions them by source and they reach decisions asynchronously (streams/facts_agents.py).
+repartitions them by source and they reach decisions asynchronously (streams/runtimes/faust_facts.py).
 Where they matter live decisions can differ slightly from `atoguard replay` (docs/performance.md).
 """
 
@@ -136,7 +137,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def _settings_and_config(args: argparse.Namespace):
-    from streams.app import shards_for
+    from streams.topics import shards_for
 
     settings = Settings.from_env(bootstrap_servers=args.bootstrap_servers, topic_prefix=args.topic_prefix,
                                  partitions=args.partitions)
@@ -166,7 +167,7 @@ def build_quix(args: argparse.Namespace):
 
 def build(args: argparse.Namespace):
     """Settings, config and Faust options from the command line; checks the live topics."""
-    from streams.app import WorkerOptions, ensure_internal_topics
+    from streams.runtimes.faust import WorkerOptions, ensure_internal_topics
 
     settings, cfg = _settings_and_config(args)
     options = WorkerOptions(
@@ -185,9 +186,8 @@ def build(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("kafka", "aiokafka"):
-        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
-    from streams.app import PartitionMismatch
+    quiet_kafka_logs()  # a failed start-up check is one line, not the client's retries
+    from streams.topics import PartitionMismatch
 
     refused = preflight(args)
     if refused is not None:
@@ -201,9 +201,10 @@ def run(args: argparse.Namespace) -> int:
     except (PartitionMismatch, ConfigError, ValueError) as exc:
         print(f"atoguard run: {exc}", file=sys.stderr)
         return 2
-    from streams.app import create_app
+    from streams.runtimes.faust import create_app
     from faust import Worker
 
+    kafka_logs_as_usual()
     app = create_app(settings, cfg, options)
     print(f"atoguard run: app {options.resolved_app_id(settings)} on {settings.bootstrap_servers}, "
           f"prefix {settings.topic_prefix!r}, {settings.partitions} partitions, store {options.store}, "
@@ -211,6 +212,13 @@ def run(args: argparse.Namespace) -> int:
     worker = Worker(app, loglevel=args.log_level.upper(), quiet=True, redirect_stdouts=False)
     worker.execute_from_commandline()  # returns when the worker stops (SIGTERM / SIGINT)
     return 0
+
+
+def kafka_logs_as_usual() -> None:
+    """Once the start-up checks passed: the Kafka clients' warnings and errors reach the log again
+    (at the worker's --log-level, never below warning)."""
+    for name in ("kafka", "aiokafka"):
+        logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLogger().level))
 
 
 def preflight(args: argparse.Namespace) -> tuple[str, int] | None:
@@ -237,7 +245,7 @@ def preflight(args: argparse.Namespace) -> tuple[str, int] | None:
 
 def run_quix(args: argparse.Namespace) -> int:
     """The Quix runtime: runs until SIGTERM / Ctrl-C, then commits and saves the models."""
-    from streams.app import PartitionMismatch
+    from streams.topics import PartitionMismatch
 
     try:
         settings, cfg, options = build_quix(args)
@@ -254,6 +262,7 @@ def run_quix(args: argparse.Namespace) -> int:
     except (TopicPermissionError, KafkaException) as exc:  # e.g. an ACL missing on a secured cluster
         print(f"atoguard run: {exc}", file=sys.stderr)
         return 1
+    kafka_logs_as_usual()
     print(f"atoguard run: quix app {worker.app_id} on {settings.bootstrap_servers}, prefix {settings.topic_prefix!r}, "
           f"{settings.partitions} partitions, {options.processing_guarantee}, commit every "
           f"{options.commit_interval_s:g} s, metrics http://{options.web_host}:{options.web_port}/metrics",

@@ -39,7 +39,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -53,24 +53,20 @@ from detectors.events import Verdict
 from detectors.facts import ExternalFacts
 from detectors.outputs import Output
 from detectors.profile import decode as decode_profile, encode as encode_profile
-from streams.facts_agents import FactsFollower, apply_source_message, source_message
+from streams.runtimes.faust_facts import FactsFollower, apply_source_message, source_message
 from streams.metrics import CONTENT_TYPE, WorkerMetrics
 from streams.settings import Settings
-from streams.snapshots import SnapshotRefused, load_snapshot, save_snapshot
-from streams.topics import topic_name
+from streams import snapshots
+from streams.topics import PartitionMismatch, topic_name
 
-__all__ = ["PartitionMismatch", "WorkerOptions", "Runtime", "check_input_partitions", "create_app",
-           "ensure_internal_topics", "internal_topic_names", "shards_for"]
+__all__ = ["PartitionMismatch", "WorkerOptions", "Runtime", "create_app",
+           "ensure_internal_topics", "internal_topic_names"]
 
 log = logging.getLogger("atoguard.worker")
 
 RAW = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
 #: table keys are account ids (JSON strings in the changelog), values raw bytes
 TABLE_RAW = {"key_type": str, "value_type": bytes}
-
-
-class PartitionMismatch(RuntimeError):
-    """The input topics are missing or not co-partitioned; the message says what to do."""
 
 
 @dataclass(frozen=True)
@@ -117,39 +113,7 @@ def internal_topic_names(app_id: str) -> dict[str, str]:
     return {"sources": f"{app_id}-sources", "facts": f"{app_id}-facts"}
 
 
-# -- start-up checks ---------------------------------------------------------------------------
-
-def check_input_partitions(settings: Settings, timeout_s: float = 30.0) -> int:
-    """The partition count shared by the four input topics; :class:`PartitionMismatch` when a
-    topic is missing or the counts differ (the account's events must be co-partitioned)."""
-    from kafka import KafkaConsumer
-
-    names = [topic_name(t, settings.topic_prefix) for t in c.INPUT_TOPICS]
-    # connecting is bounded too: an unreachable cluster fails in seconds, not the library's 30
-    consumer = KafkaConsumer(**settings.client_options(min(timeout_s, 10.0)), client_id="atoguard-check")
-    try:
-        deadline = time.monotonic() + timeout_s
-        counts: dict[str, int | None] = {}
-        while True:
-            topics = consumer.topics()
-            counts = {n: (len(consumer.partitions_for_topic(n) or ()) if n in topics else None) for n in names}
-            if all(counts.values()) or time.monotonic() > deadline:
-                break
-            time.sleep(0.5)
-    finally:
-        consumer.close()
-    missing = [n for n, k in counts.items() if not k]
-    if missing:
-        raise PartitionMismatch(f"input topic(s) {', '.join(missing)} do not exist on "
-                                f"{settings.bootstrap_servers}; create them with `atoguard topics create` "
-                                f"(same --topic-prefix {settings.topic_prefix!r})")
-    distinct = set(counts.values())
-    if len(distinct) != 1:
-        table = ", ".join(f"{n}={k}" for n, k in counts.items())
-        raise PartitionMismatch(f"input topics are not co-partitioned ({table}); every input topic must have "
-                                "the same partition count so one account's events meet in one worker")
-    return distinct.pop()
-
+# -- internal topics -------------------------------------------------------------------------
 
 def ensure_internal_topics(settings: Settings, app_id: str, partitions: int) -> None:
     """Create ``<app_id>-sources`` and the compacted ``<app_id>-facts`` if they do not exist."""
@@ -204,34 +168,11 @@ class Runtime:
 
     # -- snapshots ---------------------------------------------------------------------------------
     def load_models(self) -> str:
-        """Load the signed snapshot, if any; returns the outcome (also counted in metrics)."""
-        try:
-            models = load_snapshot(self.snapshot_path, key=self.cfg.keys.snapshot_hmac, shards=self.cfg.shards)
-        except SnapshotRefused as exc:
-            log.error("REFUSED model snapshot: %s; starting with fresh models", exc)
-            outcome = "refused"
-        except OSError as exc:
-            log.error("cannot read model snapshot %s: %s; starting with fresh models", self.snapshot_path, exc)
-            outcome = "refused"
-        else:
-            if models is None:
-                log.info("no model snapshot at %s; starting with fresh models", self.snapshot_path)
-                outcome = "missing"
-            else:
-                self.engine.restore(models)
-                log.info("loaded model snapshot %s (%d shard(s))", self.snapshot_path, len(models))
-                outcome = "loaded"
-        self.metrics.snapshots.inc(outcome=outcome)
-        return outcome
+        """Load the signed snapshot, if any; returns the outcome (:func:`streams.snapshots.load_models`)."""
+        return snapshots.load_models(self.engine, self.snapshot_path, self.cfg, self.metrics)
 
     def save_models(self) -> None:
-        models = self.engine.snapshot()
-        if not models:
-            return
-        save_snapshot(self.snapshot_path, models, key=self.cfg.keys.snapshot_hmac, shards=self.cfg.shards,
-                      policy_version=self.cfg.policy.version)
-        self.metrics.snapshots.inc(outcome="saved")
-        log.info("saved model snapshot %s (%d shard(s))", self.snapshot_path, len(models))
+        snapshots.save_models(self.engine, self.snapshot_path, self.cfg, self.metrics)
 
     # -- one input message -------------------------------------------------------------------------
     async def process(self, message: Any) -> None:
@@ -330,7 +271,7 @@ def create_app(settings: Settings, cfg: Config, options: WorkerOptions | None = 
     """A fresh Faust app for ``settings`` (broker, prefix, partitions) and ``cfg`` (the engine).
 
     ``cfg.shards`` must equal ``settings.partitions`` (the input topics' partition count; see
-    :func:`check_input_partitions`). The returned app carries its :class:`Runtime` as
+    :func:`streams.topics.check_input_partitions`). The returned app carries its :class:`Runtime` as
     ``app.atoguard``.
     """
     options = options or WorkerOptions()
@@ -429,15 +370,3 @@ def create_app(settings: Settings, cfg: Config, options: WorkerOptions | None = 
 
     rt.load_models()
     return app
-
-
-def shards_for(settings: Settings, cfg: Config) -> tuple[Settings, Config]:
-    """Settings and config with the partition count of the live input topics (checked)."""
-    partitions = check_input_partitions(settings)
-    if cfg.shards != partitions:
-        log.warning("cfg.shards=%d but the input topics have %d partitions; using %d shards",
-                    cfg.shards, partitions, partitions)
-        cfg = cfg.replace(shards=partitions)
-    if settings.partitions != partitions:
-        settings = replace(settings, partitions=partitions)
-    return settings, cfg

@@ -17,6 +17,11 @@ prints it. Exit codes: 0 success, 1 a failure at run time (Kafka, files), 2 a us
 configuration error, 130 interrupted, 141 the reader of stdout went away (``... | head``).
 The shared options are added by :func:`add_kafka_options` (``--bootstrap-servers``,
 ``--topic-prefix``) and :func:`add_config_option` (``--config``).
+
+The subcommands are the modules of this package (the ``COMMANDS`` table maps names to modules):
+``worker`` (``atoguard run``), ``replay``, ``broker``, ``topics``, ``alerts``, ``commands``,
+``account``, ``verdict`` and ``demo``; ``simulate`` and ``eval`` live in ``simulator.cli`` and
+``evaluation.cli``. ``python -m streams.cli`` is ``atoguard`` (``__main__.py``).
 """
 
 from __future__ import annotations
@@ -34,17 +39,17 @@ __all__ = ["COMMANDS", "CliError", "add_config_option", "add_kafka_options", "bu
 
 #: name -> (module, one-line help). The order is the order of ``atoguard --help``.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "replay": ("streams.replay_cli", "run the detection engine over a JSON Lines file, no broker"),
+    "replay": ("streams.cli.replay", "run the detection engine over a JSON Lines file, no broker"),
     "eval": ("evaluation.cli", "score engine outputs against ground-truth labels, write a report"),
     "simulate": ("simulator.cli", "generate synthetic account traffic with ground-truth labels"),
-    "run": ("streams.worker_cli", "the stream worker (Faust app over Kafka)"),
-    "broker": ("streams.broker_cli", "a local single-node Apache Kafka (start / stop / status)"),
-    "topics": ("streams.topics_cli", "create the contract's topics, idempotently"),
-    "alerts": ("streams.alerts_cli", "follow the alert topic for the security team"),
-    "commands": ("streams.commands_cli", "follow the command topic; who is frozen now"),
-    "account": ("streams.account_cli", "one account: its restriction, open challenge and recent decisions"),
-    "verdict": ("streams.verdict_cli", "publish an analyst's or account holder's verdict"),
-    "demo": ("streams.demo_cli", "broker, topics, worker and simulated traffic in one go, then the report"),
+    "run": ("streams.cli.worker", "the stream worker (Quix Streams by default, or Faust)"),
+    "broker": ("streams.cli.broker", "a local single-node Apache Kafka (start / stop / status)"),
+    "topics": ("streams.cli.topics", "create the contract's topics, idempotently"),
+    "alerts": ("streams.cli.alerts", "follow the alert topic for the security team"),
+    "commands": ("streams.cli.commands", "follow the command topic; who is frozen now"),
+    "account": ("streams.cli.account", "one account: its restriction, open challenge and recent decisions"),
+    "verdict": ("streams.cli.verdict", "publish an analyst's or account holder's verdict"),
+    "demo": ("streams.cli.demo", "broker, topics, worker and simulated traffic in one go, then the report"),
 }
 
 #: Exit codes (see the module docstring).
@@ -223,10 +228,3 @@ def _detach_stdout() -> None:
     except (OSError, ValueError):
         pass
 
-
-if __name__ == "__main__":  # pragma: no cover
-    # ``python -m streams.cli``: run the imported module's main, so that the subcommands and
-    # this entry point share one CliError class (this file is also ``__main__`` here)
-    from streams.cli import main as _main
-
-    sys.exit(_main())

@@ -13,17 +13,14 @@ from __future__ import annotations
 
 import argparse
 import sys
-from datetime import datetime, timezone
 from typing import Any, TextIO
-
-import orjson
 
 from detectors import contract as c
 from detectors.reasons import REASONS
 from streams.cli import CliError, EXIT_USAGE, add_config_option, add_kafka_options, kafka_settings, \
     load_policy, quiet_kafka_logs
 from streams.settings import Settings
-from streams.tail import MissingTopic, Unreachable, follow
+from streams.tail import Message, MissingTopic, Unreachable, follow, json_line, utc_text, write_lines
 from streams.topics import topic_name
 
 __all__ = ["SEVERITIES", "check_reasons", "format_row", "matches", "tail", "configure", "run"]
@@ -77,7 +74,7 @@ def matches(alert: dict[str, Any], min_severity: int = 0, reasons: set[str] | No
 
 def format_row(alert: dict[str, Any]) -> str:
     """One readable line for an OCSF alert."""
-    when = _utc(alert.get("time", 0))
+    when = utc_text(alert.get("time", 0))
     unmapped = alert.get("unmapped", {})
     account = unmapped.get("account_id") or (alert.get("resources") or [{}])[0].get("uid", "?")
     action = unmapped.get("action") or "-"
@@ -89,37 +86,20 @@ def format_row(alert: dict[str, Any]) -> str:
             f"{action:<8}  {info.get('uid', '?'):<32}  {reasons}")
 
 
-def _utc(ms: Any) -> str:
-    ms = ms if type(ms) is int else 0
-    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
-
-
 def tail(settings: Settings, out: TextIO, *, from_beginning: bool = False, min_severity: int = 0,
          reasons: set[str] | None = None, as_json: bool = False, max_alerts: int | None = None,
          timeout_s: float | None = None) -> int:
     """Follow the alert topic; returns how many alerts were printed."""
-    shown = 0
+    def line(msg: Message) -> str | None:
+        if not matches(msg.value, min_severity, reasons):
+            return None
+        return json_line(msg, headers=True) if as_json else format_row(msg.value)
+
     batches = follow(settings, topic_name(c.ALERTS, settings.topic_prefix), ts_field="time",
                      from_beginning=from_beginning, timeout_s=timeout_s)
     if not as_json:
         print(HEADER, file=out, flush=True)
-    try:
-        for batch in batches:
-            for msg in batch:
-                if not matches(msg.value, min_severity, reasons):
-                    continue
-                if as_json:
-                    out.write(orjson.dumps({"partition": msg.partition, "offset": msg.offset,
-                                            "headers": msg.headers, "value": msg.value}).decode() + "\n")
-                else:
-                    out.write(format_row(msg.value) + "\n")
-                out.flush()
-                shown += 1
-                if max_alerts is not None and shown >= max_alerts:
-                    return shown
-    finally:
-        batches.close()
-    return shown
+    return write_lines(batches, out, line, max_alerts)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

@@ -30,11 +30,10 @@ import orjson
 from detectors import contract as c
 from detectors.events import BadInput, parse_value
 from detectors.outputs import deterministic_id
-from streams.alerts_cli import _utc
 from streams.cli import CliError, EXIT_USAGE, add_config_option, add_kafka_options, kafka_settings, \
     load_policy, quiet_kafka_logs
 from streams.settings import Settings
-from streams.tail import MissingTopic, Unreachable, open_consumer
+from streams.tail import MissingTopic, Unreachable, open_consumer, utc_text
 from streams.topics import topic_name
 
 __all__ = ["AccountHistory", "expected_change", "publish_verdict", "read_history", "verdict_value",
@@ -79,13 +78,13 @@ def expected_change(history: AccountHistory, label: str, source: str, ts: int) -
     action, expires = cmd.get("action"), cmd.get("expires_at")
     closed = action == c.CLOSE
     frozen = action == c.FREEZE and (expires is None or expires > ts)
-    since = _utc(cmd.get("issued_at")) if cmd else ""
+    since = utc_text(cmd.get("issued_at")) if cmd else ""
     if label == "legit":
         if closed or frozen:
             return f"lifts the {action} of {since} (the worker sends an unfreeze)"
         if action == c.FREEZE:
-            return (f"nothing to lift: the freeze of {since} lapsed at {_utc(expires)}, before --ts "
-                    f"{_utc(ts)}; the situation is trusted from now on")
+            return (f"nothing to lift: the freeze of {since} lapsed at {utc_text(expires)}, before --ts "
+                    f"{utc_text(ts)}; the situation is trusted from now on")
         return "nothing to lift (no freeze or close in force); the situation is trusted from now on"
     if source == "analyst":
         return "nothing more: the account is closed already" if closed else \
@@ -299,5 +298,5 @@ def _warnings(history: AccountHistory, args: argparse.Namespace, ts: int) -> lis
                    "latest alert")
     if args.ts is None and history.latest_ts is not None and ts - history.latest_ts > 30 * 86_400_000:
         out.append(f"--ts defaults to now, but the account's latest output is of "
-                   f"{_utc(history.latest_ts)}; on simulated data pass --ts {history.latest_ts + 1}")
+                   f"{utc_text(history.latest_ts)}; on simulated data pass --ts {history.latest_ts + 1}")
     return out

@@ -356,7 +356,7 @@ def main(argv: list[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="atoguard-bench-"))
     bootstrap = args.bootstrap_servers
     if not bootstrap:
-        from streams.broker import Broker, BrokerConfig
+        from tools.kafka_broker import Broker, BrokerConfig
         port, ctl = _free_port(), _free_port()
         broker = Broker(BrokerConfig.from_env(port=port, controller_port=ctl, heap="768m", data_dir=workdir / "kafka"))
         broker.start(timeout_s=120)

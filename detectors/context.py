@@ -14,7 +14,7 @@ from detectors.config import Config
 from detectors.events import Event, LocationEvent, TransactionEvent
 from detectors.facts import NO_FACTS, EventFacts
 from detectors.geo import haversine_km
-from detectors.profile import DAY_MS, HOUR_MS, Address, CredentialChange, Profile, Seen
+from detectors.profile import DAY_MS, FEATURE_NAMES, HOUR_MS, Address, CredentialChange, Profile, Seen
 
 __all__ = ["Context", "build_context", "fix_error", "FEATURE_NAMES", "HOME_KM", "fix_error_km"]
 
@@ -91,11 +91,6 @@ class Context:
         return x
 
 
-FEATURE_NAMES = ("device_new", "device_young", "ip_new", "asn_new", "country_new", "risky_network",
-                 "fails", "cred_recent", "money_out", "ip_accounts", "burst", "log_amount", "amount_z",
-                 "hour_share", "log_speed", "drain", "credit")
-
-
 def fix_error_km(event: LocationEvent) -> float | None:
     """How far from the person a fix may be, in km; None when it does not locate the person at
     all (IP geolocation of a VPN, hosting provider or Tor exit locates the proxy).
@@ -133,10 +128,9 @@ def fix_error(profile: Profile, event: LocationEvent) -> float | None:
     """:func:`fix_error_km`, except that a mobile operator the account uses does not locate it:
     its addresses geolocate to one of its gateways, anywhere in its country, and a roaming phone
     is routed home, so the gateway is in the home country while the phone is abroad. (An operator
-    the account has never used still locates its country - from the account's second day: on
-    the first day we watch an account, what it uses was there before we looked.)"""
-    if event.kind == "ip_geo" and event.ip_type == "mobile" and event.asn is not None and (
-            str(event.asn) in profile.asns or event.ts < profile.first_ts + DAY_MS or not profile.n_events):
+    the account has never used still locates its country.)"""
+    if event.kind == "ip_geo" and event.ip_type == "mobile" and event.asn is not None \
+            and str(event.asn) in profile.asns:
         return None
     return fix_error_km(event)
 

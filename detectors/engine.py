@@ -145,7 +145,7 @@ class Engine:
         before). The state object passed in is updated and returned as the new state."""
         if state is None:
             state = Profile()
-        elif record.event_id in state.seen:
+        elif state.has_seen(record.event_id):
             self.counts["duplicates"] += 1
             return Result((), None, True, record)
         if type(record) is Verdict:

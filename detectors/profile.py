@@ -7,9 +7,9 @@ restriction it is under, and the ids of the last events applied (so a redelivere
 nothing). Every collection has a cap and entries age out.
 
 The records are :mod:`msgspec` structs with named fields, stored as MessagePack arrays
-(:func:`encode` / :func:`decode`, format :data:`FORMAT`). Profiles written by earlier versions
-(JSON lists, formats 1 and 2) still load. Only :mod:`detectors.update` writes a profile; every
-other module reads it.
+(:func:`encode` / :func:`decode`, format :data:`FORMAT`). Profiles written by earlier versions (JSON
+lists, formats 1 and 2; MessagePack with the event ids in full and the alerted features by name,
+format 3) still load. Only :mod:`detectors.update` writes a profile; every other module reads it.
 
 >>> p = Profile()
 >>> p.devices["d1"] = Device(1000, 2000, 3)
@@ -19,6 +19,7 @@ Device(first=1000, last=2000, n=3, trust=0, home=0)
 
 from __future__ import annotations
 
+import hashlib
 from typing import Callable, TypeVar
 
 import msgspec
@@ -28,14 +29,21 @@ __all__ = [
     "Address", "AlertedSituation", "AmountStats", "Centre", "Challenge", "CredentialChange", "Device",
     "Evidence", "Failure", "Fix", "Loan", "Mark", "Pass", "Payee", "Profile", "Restriction", "Seen",
     "Session", "State",
-    "decode", "encode", "touch", "DAY_MS", "HOUR_MS", "FORMAT",
+    "decode", "encode", "event_digest", "touch", "DAY_MS", "HOUR_MS", "FEATURE_NAMES", "FORMAT",
 ]
 
 DAY_MS = 86_400_000
 HOUR_MS = 3_600_000
 
 #: the codec's format: a leading byte, then the MessagePack array of the profile
-FORMAT = 3
+FORMAT = 4
+
+#: the numeric features of an event (:meth:`detectors.context.Context.features`), in the order
+#: the features dict has them. An alerted situation stores its features by position in this
+#: order, so a new feature goes at the end, and none is ever removed or moved.
+FEATURE_NAMES = ("device_new", "device_young", "ip_new", "asn_new", "country_new", "risky_network",
+                 "fails", "cred_recent", "money_out", "ip_accounts", "burst", "log_amount", "amount_z",
+                 "hour_share", "log_speed", "drain", "credit")
 
 
 class State:
@@ -142,13 +150,27 @@ class Evidence(_Record):
 
 
 class AlertedSituation(_Record):
-    """The features and the device, country and payee of the last alert, for verdict learning."""
+    """The features and the device, country and payee of the last alert, for verdict learning.
+    ``values``: the features in :data:`FEATURE_NAMES` order, None where absent (trailing ones
+    dropped); :meth:`features` gives them back by name."""
 
     alert_id: str
-    features: dict[str, float]
+    values: list[float | None]
     device: str | None = None
     country: str | None = None
     payee: str | None = None
+
+    @staticmethod
+    def feature_values(features: dict[str, float]) -> list[float | None]:
+        """``features`` (keys among :data:`FEATURE_NAMES`) by position, as :attr:`values` holds them."""
+        values = [features.get(name) for name in FEATURE_NAMES]
+        while values and values[-1] is None:
+            values.pop()
+        return values
+
+    def features(self) -> dict[str, float]:
+        """The features by name, in :data:`FEATURE_NAMES` order (the order they were alerted in)."""
+        return {name: v for name, v in zip(FEATURE_NAMES, self.values) if v is not None}
 
 
 class Centre(_Record):
@@ -246,7 +268,7 @@ class Profile(msgspec.Struct, array_like=True, gc=False):
     sessions: dict[str, Session] = msgspec.field(default_factory=_dict)
     restriction: Restriction = msgspec.field(default_factory=Restriction)
     actions: dict[str, Mark] = msgspec.field(default_factory=_dict)  # action or "alert" -> last
-    seen: list[str] = msgspec.field(default_factory=list)  # the last applied event ids
+    seen: bytes = b""  # the event_digest of each of the last applied event ids, oldest first
     good: dict[str, int] = msgspec.field(default_factory=_dict)  # "device:x"/"country:x"/"payee:x" -> until
     alerted: AlertedSituation | None = None
     balance: float | None = None
@@ -269,7 +291,14 @@ class Profile(msgspec.Struct, array_like=True, gc=False):
         return until is not None and until >= ts
 
     def has_seen(self, event_id: str) -> bool:
-        return event_id in self.seen
+        """Whether ``event_id`` is among the last applied events (:attr:`seen`)."""
+        digest, seen = event_digest(event_id), self.seen
+        i = seen.find(digest)
+        while i >= 0:
+            if i % DIGEST_BYTES == 0:
+                return True
+            i = seen.find(digest, i + 1)
+        return False
 
     def to_bytes(self) -> bytes:
         return encode(self)
@@ -277,6 +306,16 @@ class Profile(msgspec.Struct, array_like=True, gc=False):
     @classmethod
     def from_bytes(cls, data: bytes) -> "Profile":
         return decode(data)
+
+
+#: bytes of an event id's digest in :attr:`Profile.seen`
+DIGEST_BYTES = 8
+
+
+def event_digest(event_id: str) -> bytes:
+    """A stable 64-bit digest of an event id (BLAKE2b; the same in every process, unlike
+    ``hash``): what :attr:`Profile.seen` keeps of it. Two ids share one with odds of 2**-64."""
+    return hashlib.blake2b(event_id.encode(), digest_size=DIGEST_BYTES).digest()
 
 
 R = TypeVar("R", bound=Seen)
@@ -304,6 +343,7 @@ def touch(table: dict[str, R], key: str, ts: int, cap: int, record: Callable[[in
 _ENCODER = msgspec.msgpack.Encoder()
 _DECODER = msgspec.msgpack.Decoder(Profile)
 _HEADER = bytes([FORMAT])
+_FORMAT_3 = b"\x03"
 
 
 def encode(profile: Profile) -> bytes:
@@ -312,12 +352,34 @@ def encode(profile: Profile) -> bytes:
 
 
 def decode(data: bytes) -> Profile:
-    """A profile from :func:`encode`'s bytes, or from the JSON lists of formats 1 and 2."""
+    """A profile from :func:`encode`'s bytes, or from those of an earlier format: MessagePack of
+    format 3, JSON lists of formats 1 and 2."""
     if data[:1] == _HEADER:
         return _DECODER.decode(memoryview(data)[1:])
+    if data[:1] == _FORMAT_3:
+        return _from_format_3(msgspec.msgpack.decode(memoryview(data)[1:]))
     if data[:1] == b"[":
         return _from_lists(orjson.loads(data))
     raise ValueError(f"not a stored profile (format byte {data[:1]!r}, expected {FORMAT})")
+
+
+def _digests(event_ids: list[str]) -> bytes:
+    """:attr:`Profile.seen` of the event ids an earlier format kept in full."""
+    return b"".join(event_digest(e) for e in event_ids[-MAX_SEEN:])
+
+
+_SEEN_AT = Profile.__struct_fields__.index("seen")
+_ALERTED_AT = Profile.__struct_fields__.index("alerted")
+
+
+def _from_format_3(values: list) -> Profile:
+    """A profile of format 3: the same MessagePack array, but with the event ids in full and the
+    alerted situation's features as a dict."""
+    values[_SEEN_AT] = _digests(values[_SEEN_AT])
+    alerted = values[_ALERTED_AT] if len(values) > _ALERTED_AT else None
+    if alerted:
+        alerted[1] = AlertedSituation.feature_values(alerted[1])
+    return msgspec.convert(values, Profile)
 
 
 def _from_lists(values: list) -> Profile:
@@ -350,8 +412,9 @@ def _from_lists(values: list) -> Profile:
         sessions={k: Session(v[0], v[1], v[2], *(v[3:6] if len(v) > 5 else (None, None, None)))
                   for k, v in sessions.items()},
         restriction=Restriction(*restriction), actions={k: Mark(*v) for k, v in actions.items()},
-        seen=list(seen), good=dict(good),
-        alerted=AlertedSituation(*alert_x) if alert_x else None,
+        seen=_digests(seen), good=dict(good),
+        alerted=AlertedSituation(alert_x[0], AlertedSituation.feature_values(alert_x[1]), *alert_x[2:])
+        if alert_x else None,
         balance=balance, credit_limit=credit_limit, pruned_ts=pruned_ts,
         evidence={k: Evidence(v[0], v[1], list(v[2])) for k, v in evidence.items()},
     )

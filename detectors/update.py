@@ -21,10 +21,10 @@ from detectors.context import HOME_KM, Context, fix_error
 from detectors.events import DeviceEvent, LocationEvent
 from detectors.geo import haversine_km
 from detectors.profile import (
-    DAY_MS, HOUR_MS, MAX_ASNS, MAX_COUNTRIES, MAX_DEVICES, MAX_FAILS, MAX_FAILURES, MAX_IPS, MAX_PASSES,
+    DAY_MS, DIGEST_BYTES, HOUR_MS, MAX_ASNS, MAX_COUNTRIES, MAX_DEVICES, MAX_FAILS, MAX_FAILURES, MAX_IPS, MAX_PASSES,
     MAX_PAYEES, MAX_SEEN, MAX_SESSIONS, Address, AlertedSituation, AmountStats, Centre, Challenge,
     CredentialChange, Device, Evidence, Failure, Fix, Mark, Pass, Payee, Profile, Restriction, Seen,
-    Session, State, touch,
+    Session, State, event_digest, touch,
 )
 
 __all__ = ["alerted_situation", "apply_decision", "apply_verdict", "expire_challenge", "mark_seen", "observe",
@@ -32,11 +32,9 @@ __all__ = ["alerted_situation", "apply_decision", "apply_verdict", "expire_chall
 
 
 def mark_seen(profile: Profile, event_id: str) -> None:
-    """Remember ``event_id`` among the last :data:`~detectors.profile.MAX_SEEN` applied."""
-    seen = profile.seen
-    seen.append(event_id)
-    if len(seen) > MAX_SEEN:
-        del seen[: len(seen) - MAX_SEEN]
+    """Remember ``event_id`` (its :func:`~detectors.profile.event_digest`) among the last
+    :data:`~detectors.profile.MAX_SEEN` applied."""
+    profile.seen = (profile.seen + event_digest(event_id))[-MAX_SEEN * DIGEST_BYTES:]
 
 
 # -- the decision ------------------------------------------------------------------------------
@@ -157,12 +155,12 @@ def apply_verdict(profile: Profile, is_ato: bool, ts: int, cfg: Config) -> dict[
         for change in profile.creds.values():
             change.suspicious = False  # the holder made these changes
         profile.failures.clear()  # and failed those checks (a lost phone, a typo)
-    return situation.features
+    return situation.features()
 
 
 def alerted_situation(alert_id: str, x: Context) -> AlertedSituation:
     """What a later verdict on ``alert_id`` judges: the event's features and identifiers."""
-    return AlertedSituation(alert_id, dict(x.features()), x.event.device_id, x.country,
+    return AlertedSituation(alert_id, AlertedSituation.feature_values(x.features()), x.event.device_id, x.country,
                             getattr(x.event, "counterparty_id", None))
 
 

@@ -403,32 +403,76 @@ def test_the_evidence_of_one_sign_in_corroborates_across_its_events():
 
 def test_profiles_of_every_stored_format_still_load():
     """Profiles stored by earlier versions (JSON lists: format 1 without recent evidence, format
-    2 with it) load into the named records with the same content; the engine goes on with them
-    and decides as it would have; an unknown format is refused."""
+    2 with it; MessagePack with the event ids in full and the alerted features by name: format 3)
+    load into the named records with the same content; the engine goes on with them and decides
+    as it would have (a verdict on the alerted situation learns the same features, a redelivered
+    event is still a duplicate); an unknown format is refused."""
     import orjson
 
     from detectors.profile import FORMAT, decode, encode
 
     stream = takeover_stream()
-    _, states, _ = run(stream[:6])
+    cut = 32  # just after the takeover's first alert
+    _, states, _ = run(stream[:cut])
     current = states["a1"]
+    assert current.alerted is not None and current.alerted.features()
+    ids = [e.event_id for e in stream[:cut]]
     assert encode(current)[0] == FORMAT and decode(encode(current)) == current
-    legacy = _as_format_2(current)
+    legacy = _as_format_2(current, ids)
     assert decode(orjson.dumps(legacy)) == current
     assert decode(orjson.dumps([1, *legacy[1:-1]])).evidence == {}  # format 1: no evidence
-    # the engine carries on from a legacy profile exactly as from the live one
-    engine_a, engine_b = Engine(Config(detectors=RULES_ONLY)), Engine(Config(detectors=RULES_ONLY))
-    list(engine_a.run(stream[:6], {})), list(engine_b.run(stream[:6], {}))
-    live = {"a1": decode(encode(current))}
-    old = {"a1": decode(orjson.dumps(legacy))}
-    assert list(engine_a.run(stream[6:], live)) == list(engine_b.run(stream[6:], old))
+    assert decode(_as_format_3(current, ids)) == current
+    # the engine carries on from a stored profile of any format exactly as from the live one
+    later = stream[cut:] + [Verdict("v1", "a1", stream[-1].ts + HOUR_MS, "legit", "user"), stream[cut - 1]]
+    cfg = Config()  # with the models, which learn the verdict's features
+    live_engine = Engine(cfg)
+    list(live_engine.run(stream[:cut], {}))
+    expected = list(live_engine.run(later, {"a1": decode(encode(current))}))
+    assert live_engine.counts["duplicates"] == 1  # the redelivered stream[cut - 1]
+    for stored in (encode(current), orjson.dumps(legacy), _as_format_3(current, ids)):
+        engine = Engine(cfg)
+        list(engine.run(stream[:cut], {}))
+        assert list(engine.run(later, {"a1": decode(stored)})) == expected
+        assert engine.counts["duplicates"] == 1
     with pytest.raises(ValueError):
         decode(orjson.dumps([9, *legacy[1:]]))
     with pytest.raises(ValueError):
         decode(b"\x7f garbage")
 
 
-def _as_format_2(p) -> list:
+@settings(max_examples=200, deadline=None)
+@given(times=st.lists(st.integers(0, 2**63 - 1), max_size=12), last=st.integers(0, 2**45),
+       text=st.text(max_size=8), amount=st.floats(allow_nan=False))
+def test_the_codec_gives_back_what_it_was_given(times, last, text, amount):
+    """Whatever the timestamps, ids and amounts, decoding the bytes gives the same profile, and
+    its event ids are still seen (and only they)."""
+    from detectors.profile import Device, decode, encode
+    from detectors.update import mark_seen
+
+    p = Profile(last_ts=last, balance=amount)
+    for i, t in enumerate(times):
+        p.devices[f"{text}{i}"] = Device(t, last + i, i)
+        mark_seen(p, f"{text}-{t}")
+    back = decode(encode(p))
+    assert back == p
+    assert all(back.has_seen(f"{text}-{t}") for t in times[-48:])
+    assert not back.has_seen(f"{text}-never")
+
+
+def _as_format_3(p, event_ids: list[str]) -> bytes:
+    """A profile as format 3 wrote it: the format byte 3, then MessagePack of the same records,
+    but with the applied event ids in full and the alerted features as a dict."""
+    import msgspec
+
+    values = msgspec.to_builtins(p)
+    fields = type(p).__struct_fields__
+    values[fields.index("seen")] = event_ids[-48:]
+    if p.alerted is not None:
+        values[fields.index("alerted")][1] = p.alerted.features()
+    return b"\x03" + msgspec.msgpack.encode(values)
+
+
+def _as_format_2(p, event_ids: list[str]) -> list:
     """A profile as format 2 wrote it: a JSON list of positional lists."""
     def seen(v):
         return [v.first, v.last, v.n, 0]
@@ -447,8 +491,8 @@ def _as_format_2(p) -> list:
             {k: [v.first, v.last, v.n, v.ip, v.asn, v.device] for k, v in p.sessions.items()},
             [p.restriction.state, p.restriction.since, p.restriction.until, p.restriction.alert_id],
             {k: [v.ts, v.risk] for k, v in p.actions.items()},
-            p.seen, p.good,
-            [p.alerted.alert_id, p.alerted.features, p.alerted.device, p.alerted.country, p.alerted.payee]
+            event_ids[-48:], p.good,
+            [p.alerted.alert_id, p.alerted.features(), p.alerted.device, p.alerted.country, p.alerted.payee]
             if p.alerted else [],
             p.balance, p.credit_limit, p.pruned_ts,
             {k: [v.ts, v.score, v.reasons] for k, v in p.evidence.items()}]

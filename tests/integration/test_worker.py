@@ -43,7 +43,7 @@ T0 = 1764000000000
 DAY = 86_400_000
 MIN = 60_000
 N_ACCOUNTS = 20
-THIEF = "a07"       # new device, password change, new payee, balance drained: freeze
+THIEF = "a07"       # new device, password change, new payee: step_up; fails it: freeze; the drain after
 NEW_PHONE = "a13"   # new phone abroad, large transfer to a new payee: step_up
 GUESSED = "a15"     # six failed sign-ins, then a success from the guessing device
 PER_ACCOUNT = tuple(d for d in DEFAULT_DETECTORS if d not in ("cross_account", "login_burst"))
@@ -52,11 +52,13 @@ PER_ACCOUNT = tuple(d for d in DEFAULT_DETECTORS if d not in ("cross_account", "
 # -- the stream -----------------------------------------------------------------------------------
 
 def day_blocks(d: int, takeover_day: int = 5) -> list[tuple[str, list[dict]]]:
-    """Day ``d`` of the stream as three blocks: device, location, transaction."""
+    """Day ``d`` of the stream as three blocks: device, location, transaction (on the takeover
+    day two more: the thief's failed answer to the step-up, then the drain)."""
     base = T0 + d * DAY
     dev: list[dict] = []
     loc: list[dict] = []
     txn: list[dict] = []
+    after: list[tuple[str, list[dict]]] = []
     for i in range(N_ACCOUNTS):
         a = f"a{i:02d}"
         t = base + i * 1000
@@ -67,10 +69,14 @@ def day_blocks(d: int, takeover_day: int = 5) -> list[tuple[str, list[dict]]]:
                     dict(event_id=f"{ev}-pw", account_id=a, ts=t + 2 * MIN, kind="password_change", **bad)]
             loc.append(dict(event_id=f"{ev}-geo", account_id=a, ts=t + 3 * MIN, kind="ip_geo", lat=6.45, lon=3.39,
                             country="NG", ip="203.0.113.66"))  # no ip_type: a cross-account fact
-            txn += [dict(event_id=f"{ev}-payee", account_id=a, ts=t + 5 * MIN, kind="payee_added",
-                         counterparty_id="p-mule", **bad),
-                    dict(event_id=f"{ev}-drain", account_id=a, ts=t + 6 * MIN, kind="transfer_out", amount=4900.0,
-                         currency="EUR", counterparty_id="p-mule", channel="app", balance_after=40.0, **bad)]
+            txn.append(dict(event_id=f"{ev}-payee", account_id=a, ts=t + 5 * MIN, kind="payee_added",
+                            counterparty_id="p-mule", **bad))
+            # the account service's answer to the step-up (no command_id: the latest open one)
+            after += [(c.DEVICE, [dict(event_id=f"{ev}-answer", account_id=a, ts=t + 5 * MIN + 30_000,
+                                       kind="challenge_failed", method="face", reason="mismatch", **bad)]),
+                      (c.TRANSACTION, [dict(event_id=f"{ev}-drain", account_id=a, ts=t + 6 * MIN, kind="transfer_out",
+                                            amount=4900.0, currency="EUR", counterparty_id="p-mule", channel="app",
+                                            balance_after=40.0, **bad)])]
             continue
         if d == takeover_day and a == NEW_PHONE:
             dev.append(dict(event_id=f"{ev}-login", account_id=a, ts=t, kind="login_success", device_id="dev-new13",
@@ -95,7 +101,7 @@ def day_blocks(d: int, takeover_day: int = 5) -> list[tuple[str, list[dict]]]:
         txn.append(dict(event_id=f"{ev}-pay", account_id=a, ts=t + 5 * MIN, kind="payment",
                         amount=20.0 + (i * 7 + d * 3) % 40, currency="EUR", counterparty_id=f"shop-{i}",
                         channel="app", balance_after=5000.0 - d * 40, device_id=f"dev-{i}", session_id=f"s-{ev}"))
-    return [(c.DEVICE, dev), (c.LOCATION, loc), (c.TRANSACTION, txn)]
+    return [(c.DEVICE, dev), (c.LOCATION, loc), (c.TRANSACTION, txn), *after]
 
 
 def stream(days: range = range(6)) -> list[tuple[str, list[dict]]]:

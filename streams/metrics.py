@@ -34,6 +34,7 @@ import bisect
 import json
 import math
 import threading
+import time
 from collections.abc import Callable, Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -223,6 +224,20 @@ class WorkerMetrics(Registry):
                                             "Events processed although later than the allowed lateness "
                                             "(ts before the partition's stream time minus the lateness).",
                                             ("topic",)))
+
+    def sent(self, outputs, received: float, event_ts: int | None) -> None:
+        """Count outputs just sent: commands by action, alerts by reason, and their latency from
+        receiving the input (``time.monotonic()`` then) and from its event time (ms)."""
+        now_mono, now_wall = time.monotonic(), time.time()
+        for o in outputs:
+            if o.topic == "commands":
+                self.commands.inc(action=o.value["action"])
+            elif o.topic == "alerts":
+                for reason in o.value["finding_info"]["types"]:
+                    self.alerts.inc(reason=reason)
+            self.receive_latency.observe(max(0.0, now_mono - received), topic=o.topic)
+            if event_ts is not None:
+                self.event_latency.observe(max(0.0, now_wall - event_ts / 1000.0), topic=o.topic)
 
 
 class MetricsServer:

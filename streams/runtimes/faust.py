@@ -216,17 +216,7 @@ class Runtime:
                 headers=list(o.headers) if o.headers else None))
         if self.options.ack_outputs:
             await asyncio.gather(*futures)
-        m = self.metrics
-        now_mono, now_wall = time.monotonic(), time.time()
-        for o in outputs:
-            if o.topic == c.COMMANDS:
-                m.commands.inc(action=o.value["action"])
-            elif o.topic == c.ALERTS:
-                for reason in o.value["finding_info"]["types"]:
-                    m.alerts.inc(reason=reason)
-            m.receive_latency.observe(max(0.0, now_mono - received), topic=o.topic)
-            if event_ts is not None:
-                m.event_latency.observe(max(0.0, now_wall - event_ts / 1000.0), topic=o.topic)
+        self.metrics.sent(outputs, received, event_ts)
 
     async def process_source(self, message: Any) -> None:
         key = message.key.decode("utf-8", "replace") if message.key else ""

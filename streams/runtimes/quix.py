@@ -236,19 +236,10 @@ class QuixWorker:
     def emit(self, outputs, event_ts: int | None, received: float) -> None:
         """Produce ``outputs`` with Quix's producer (inside the checkpoint's transaction)."""
         produce = self._producer.produce
-        m = self.metrics
-        now_mono, now_wall = time.monotonic(), time.time()
         for o in outputs:
             produce(topic=self.output_names[o.topic], key=o.key.encode("utf-8"), value=orjson.dumps(o.value),
                     headers=list(o.headers) if o.headers else None)
-            if o.topic == c.COMMANDS:
-                m.commands.inc(action=o.value["action"])
-            elif o.topic == c.ALERTS:
-                for reason in o.value["finding_info"]["types"]:
-                    m.alerts.inc(reason=reason)
-            m.receive_latency.observe(max(0.0, now_mono - received), topic=o.topic)
-            if event_ts is not None:
-                m.event_latency.observe(max(0.0, now_wall - event_ts / 1000.0), topic=o.topic)
+        self.metrics.sent(outputs, received, event_ts)
 
     def _after_message(self, topic: str, partition: int, offset: int) -> None:
         if self.options.snapshot_interval_s > 0 and time.monotonic() >= self._next_snapshot:

@@ -81,7 +81,7 @@ def test_the_live_account_service_answers_the_worker_as_the_closed_loop_replay(
     try:
         sink = KafkaSink(settings.bootstrap_servers, settings.topic_prefix, service=service)
         publish_file(events, sink)
-        assert service.finish(timeout_s=40), "the loop did not come to rest"
+        assert service.finish(timeout_s=120), "the loop did not come to rest"
     finally:
         service.close()
     commands = [orjson.loads(m.value()) for m in kit.read_committed(settings, c.COMMANDS)]

@@ -10,6 +10,7 @@ The module starts its own secured broker (the session broker of the other tests 
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -260,8 +261,11 @@ def test_acls_let_the_worker_do_its_job_only_and_refuse_others_the_command_topic
 
 def test_reference_consumer_refuses_forged_altered_and_replayed_commands(secure):
     broker, admin = secure
+    # a topic of its own: the worker of an earlier test wrote its commands under ``sec.``
+    admin = dataclasses.replace(admin, topic_prefix="ref.")
+    create_topics(admin)
     key = KEYS["ATOGUARD_KEYS__COMMAND_HMAC"]
-    prefix_topic = topic_name(c.COMMANDS, PREFIX)
+    prefix_topic = topic_name(c.COMMANDS, admin.topic_prefix)
 
     def command(cid: str, account: str, signing_key: str = key, **changes) -> dict:
         value = {"command_id": cid, "account_id": account, "action": "freeze", "reasons": ["NEW_DEVICE"],

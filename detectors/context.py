@@ -128,9 +128,10 @@ def fix_error(profile: Profile, event: LocationEvent) -> float | None:
     """:func:`fix_error_km`, except that a mobile operator the account uses does not locate it:
     its addresses geolocate to one of its gateways, anywhere in its country, and a roaming phone
     is routed home, so the gateway is in the home country while the phone is abroad. (An operator
-    the account has never used still locates its country.)"""
-    if event.kind == "ip_geo" and event.ip_type == "mobile" and event.asn is not None \
-            and str(event.asn) in profile.asns:
+    the account has never used still locates its country - from the account's second day: on
+    the first day we watch an account, what it uses was there before we looked.)"""
+    if event.kind == "ip_geo" and event.ip_type == "mobile" and event.asn is not None and (
+            str(event.asn) in profile.asns or event.ts < profile.first_ts + DAY_MS or not profile.n_events):
         return None
     return fix_error_km(event)
 

@@ -92,7 +92,6 @@ import numpy as np
 from detectors.burst.sketch import (
     EDGE_MULTIPLIER,
     edge_buckets,
-    edge_buckets_one,
     make_hash_params,
     node_buckets,
     node_buckets_one,

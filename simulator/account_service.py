@@ -47,6 +47,10 @@ INPUT_TOPICS = (c.DEVICE, c.LOCATION, c.TRANSACTION)
 CONFIRM_EVERY_S = 0.02
 
 
+
+#: confirmed inputs whose device/ip/session are still kept for a late-read command they triggered
+KEEP_TRIGGERS = 100_000
+
 class ServiceError(RuntimeError):
     """The service cannot start (no broker, topics missing); the message says which."""
 
@@ -132,7 +136,10 @@ class AccountService:
         self.now = -1                 # ts of the newest submitted event: answers before it are due
         self.refused: set[int] = set()
         self._person_of: dict[str, Respondent] = {}         # answer id -> who gave it
-        self._trigger: dict[str, dict] = {}                 # input id -> device/ip/session, until confirmed
+        self._trigger: dict[str, dict] = {}                 # input id -> device/ip/session
+        # ids of confirmed inputs, oldest first: their trigger fields are kept a while longer, for
+        # a command the worker committed with them but we had not read yet when confirming
+        self._retired: deque[str] = deque()
         self._queue: dict[str, deque[_Input]] = {}          # account -> events waiting to be sent
         self._answers: dict[str, list] = {}                 # account -> heap of (ts, seq, _Input)
         self._sent: dict[str, list[_Sent]] = {}             # account -> inputs not yet confirmed
@@ -244,7 +251,7 @@ class AccountService:
             left = []
             for s in self._sent[account]:
                 if done(s):
-                    self._trigger.pop(s.event_id, None)
+                    self._retire(s.event_id)
                 else:
                     left.append(s)
             if left:
@@ -297,6 +304,12 @@ class AccountService:
                 del self._queue[account]
             if not self._answers.get(account, True):
                 del self._answers[account]
+
+    def _retire(self, event_id: str) -> None:
+        """Forget a confirmed input's trigger fields, but only :data:`KEEP_TRIGGERS` inputs later."""
+        self._retired.append(event_id)
+        while len(self._retired) > KEEP_TRIGGERS:
+            self._trigger.pop(self._retired.popleft(), None)
 
     def _take(self, account: str, item: _Input) -> None:
         if item.answer:

@@ -33,8 +33,11 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-class QuixProcess:
-    """``atoguard run`` (Quix runtime) in a subprocess, its log in a file, its /healthz at hand."""
+class WorkerProcess:
+    """``atoguard run`` (the ``runtime`` given) in a subprocess, its log in a file, its /healthz
+    at hand; ``args`` are more options of ``atoguard run``."""
+
+    runtime = "quix"
 
     def __init__(self, settings: Settings, workdir: Path, name: str, args: tuple[str, ...] = (),
                  data: str | None = None, port: int | None = None) -> None:
@@ -43,14 +46,14 @@ class QuixProcess:
         self.port = port or _free_port()
         self.data_dir = workdir / (data or name)
         self.log_path = workdir / f"{name}.log"
-        self.args = [sys.executable, "-m", "streams.cli", "run", "--runtime", "quix",
+        self.args = [sys.executable, "-m", "streams.cli", "run", "--runtime", self.runtime,
                      "--bootstrap-servers", settings.bootstrap_servers, "--topic-prefix", settings.topic_prefix,
                      "--data-dir", str(self.data_dir), "--web-port", str(self.port), "--session-timeout", "10",
                      *args]
         self.proc: subprocess.Popen | None = None
         self.started_at = 0.0
 
-    def start(self) -> "QuixProcess":
+    def start(self) -> "WorkerProcess":
         self.log = open(self.log_path, "ab")
         self.started_at = time.monotonic()
         self.proc = subprocess.Popen(self.args, cwd=REPO, stdout=self.log, stderr=subprocess.STDOUT,
@@ -97,6 +100,12 @@ class QuixProcess:
         if getattr(self, "log", None):
             self.log.close()
         return self.proc.returncode if self.proc else None
+
+
+class QuixProcess(WorkerProcess):
+    """The Quix runtime's worker (the default of ``atoguard run``) in a subprocess."""
+
+    runtime = "quix"
 
 
 @pytest.fixture

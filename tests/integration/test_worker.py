@@ -16,13 +16,10 @@ covers the facts path on its own.
 
 from __future__ import annotations
 
-import json
-import os
 import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import orjson
@@ -30,11 +27,12 @@ import pytest
 
 from detectors import contract as c
 from detectors.config import DEFAULT_DETECTORS, Config
+from streams.cli.verdict import verdict_value
 from streams.replay import replay_file
 from streams.settings import Settings
 from streams.snapshots import save_snapshot
 from streams.topics import topic_name
-from streams.cli.verdict import verdict_value
+from tests.integration.conftest import WorkerProcess
 
 pytestmark = pytest.mark.kafka
 
@@ -130,79 +128,21 @@ def replay_outputs(tmp_path: Path, blocks, cfg: Config) -> dict[str, list[dict]]
 
 # -- the worker as a subprocess -------------------------------------------------------------------
 
-def _free_port() -> int:
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+class Worker(WorkerProcess):
+    """The Faust runtime's worker (``atoguard run --runtime faust``) in a subprocess."""
 
-
-class Worker:
-    """``atoguard run`` in a subprocess, with its log in a file and its /healthz at hand."""
+    runtime = "faust"
 
     def __init__(self, settings: Settings, workdir: Path, name: str, *, store: str = "memory",
                  config: Path | None = None, instance_id: str | None = None, snapshot: Path | None = None,
                  app_id: str | None = None, data: str | None = None, port: int | None = None,
                  extra: tuple[str, ...] = ()) -> None:
-        self.settings = settings
-        self.name = name
-        self.port = port or _free_port()
-        self.data_dir = workdir / (data or name)
-        self.log_path = workdir / f"{name}.log"
-        self.args = [sys.executable, "-m", "streams.cli", "run", "--runtime", "faust",
-                     "--bootstrap-servers", settings.bootstrap_servers, "--topic-prefix", settings.topic_prefix,
-                     "--store", store, "--data-dir", str(self.data_dir), "--web-port", str(self.port),
-                     "--session-timeout", "10", "--commit-interval", "0.5", "--standby-replicas", "0", *extra]
-        if config:
-            self.args += ["--config", str(config)]
-        if instance_id:
-            self.args += ["--instance-id", instance_id]
-        if snapshot:
-            self.args += ["--snapshot", str(snapshot)]
-        if app_id:
-            self.args += ["--app-id", app_id]
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> "Worker":
-        self.log = open(self.log_path, "ab")
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
-        self.proc = subprocess.Popen(self.args, cwd=REPO, stdout=self.log, stderr=subprocess.STDOUT, env=env)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"worker {self.name} exited {self.proc.returncode}:\n{self.log_text()[-3000:]}")
-            try:
-                self.health()
-                return self
-            except OSError:
-                time.sleep(0.3)
-        raise AssertionError(f"worker {self.name} did not answer:\n{self.log_text()[-3000:]}")
-
-    def health(self) -> dict:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=5) as r:
-            return json.load(r)
-
-    def metrics(self) -> str:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=5) as r:
-            return r.read().decode()
-
-    def log_text(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def kill(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(30)
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(60)
-            except subprocess.TimeoutExpired:
-                self.kill()
-        if getattr(self, "log", None):
-            self.log.close()
+        args = ["--store", store, "--commit-interval", "0.5", "--standby-replicas", "0", *extra]
+        for option, value in (("--config", config), ("--instance-id", instance_id), ("--snapshot", snapshot),
+                              ("--app-id", app_id)):
+            if value:
+                args += [option, str(value)]
+        super().__init__(settings, workdir, name, tuple(args), data=data, port=port)
 
 
 @pytest.fixture

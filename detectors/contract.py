@@ -23,6 +23,10 @@ VERDICTS = "verdicts"
 COMMANDS = "commands"
 ALERTS = "alerts"
 DEAD_LETTER = "dead-letter"
+# v3
+DECISIONS = "decisions"
+SIGNALS = "signals"
+SIGNALS_OUT = "signals-out"
 
 EVENT_TOPICS = (DEVICE, LOCATION, TRANSACTION)
 INPUT_TOPICS = (*EVENT_TOPICS, VERDICTS)
@@ -81,6 +85,17 @@ ACTIONS = (STEP_UP, FREEZE, UNFREEZE, CLOSE)
 #: Commands that carry ``methods`` (v2): a step_up's challenge, a freeze's way back.
 METHOD_ACTIONS = frozenset({STEP_UP, FREEZE})
 
+# -- decisions (v3) ---------------------------------------------------------------------------
+ALLOW = "allow"
+HOLD = "hold"
+DENY = "deny"
+#: ``decision`` values on ``ato.decisions``.
+DECISION_VALUES = (ALLOW, HOLD, DENY)
+#: Transaction kinds that get a decision (v3, "Decisions").
+DECIDED_KINDS = frozenset({"payment", "transfer_out", "withdrawal", "loan_draw", "payee_added", "limit_change"})
+#: The identity re-check every real holder can complete (v3); every account has it enrolled.
+ID_CHECK = "id_check"
+
 # -- limits -----------------------------------------------------------------------------------
 ID_MAX = 128
 TEXT_MAX = 1024
@@ -96,7 +111,13 @@ UNKNOWN_KIND = "UNKNOWN_KIND"
 OUT_OF_RANGE = "OUT_OF_RANGE"
 KEY_MISMATCH = "KEY_MISMATCH"
 UNKNOWN_TOPIC = "UNKNOWN_TOPIC"
+#: a message without a key (v3: every message is keyed by its account id)
+MISSING_KEY = "MISSING_KEY"
+#: a message on another partition than murmur2(key) mod N (v3, "Topics and order")
+WRONG_PARTITION = "WRONG_PARTITION"
+#: below the partition's highest processed ts minus ``max_lateness_ms`` (v3, "Order")
+LATE = "late"
 DEAD_LETTER_REASONS = (
     NOT_JSON, NOT_OBJECT, MISSING_FIELD, WRONG_TYPE, UNKNOWN_KIND, OUT_OF_RANGE, KEY_MISMATCH,
-    UNKNOWN_TOPIC,
+    UNKNOWN_TOPIC, MISSING_KEY, WRONG_PARTITION, LATE,
 )

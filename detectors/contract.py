@@ -1,4 +1,4 @@
-"""The names of the wire contract (``shared/CONTRACT.md``, v1 and Version 2), defined once.
+"""The names of the wire contract (``shared/CONTRACT.md``, v1, Version 2 and Version 3), defined once.
 
 Topic names here are *logical* (no deployment prefix): the same names appear in the
 ``topic`` field of JSON Lines files. ``streams.topics`` adds the prefix and the partitioning.
@@ -95,6 +95,27 @@ DECISION_VALUES = (ALLOW, HOLD, DENY)
 DECIDED_KINDS = frozenset({"payment", "transfer_out", "withdrawal", "loan_draw", "payee_added", "limit_change"})
 #: The identity re-check every real holder can complete (v3); every account has it enrolled.
 ID_CHECK = "id_check"
+
+# -- partners' signals (v3, "Partners' signals") ----------------------------------------------
+#: ``kind`` of an ``ato.signals`` message: the last segment of the RISC 1.0 / CAEP 1.0 event
+#: type URI, ``-`` as ``_``. The receiver forwards only these.
+SIGNAL_KINDS = frozenset({
+    "credential_compromise", "account_disabled", "account_enabled", "account_purged",
+    "identifier_changed", "identifier_recycled", "recovery_activated", "recovery_information_changed",
+    "sessions_revoked", "session_revoked", "credential_change", "assurance_level_change",
+    "device_compliance_change", "risk_level_change",
+})
+#: ``partner_role``: what the receiver's configuration says the transmitter is.
+PARTNER_ROLES = ("email_provider", "identity_provider", "carrier", "lender", "other")
+#: ``subject_format``: the RFC 9493 format of the subject that was mapped to the account.
+SUBJECT_FORMATS = ("email", "phone_number", "iss_sub", "opaque", "account", "did", "uri")
+#: ``initiating_entity`` (CAEP 1.0): who started what the partner reports.
+INITIATING_ENTITIES = ("admin", "user", "policy", "system")
+#: ``reason`` of ``account_disabled`` (RISC 1.0) that says the account was taken over.
+HIJACKING = "hijacking"
+#: the kinds atoguard writes to ``ato.signals-out``
+SHARED_KINDS = ("account_disabled", "account_enabled", "credential_compromise", "session_revoked")
+KINDS[SIGNALS] = SIGNAL_KINDS
 
 # -- limits -----------------------------------------------------------------------------------
 ID_MAX = 128

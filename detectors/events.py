@@ -37,7 +37,7 @@ import orjson
 from detectors import contract as c
 
 __all__ = [
-    "BadInput", "DeadLetter", "DeviceEvent", "Event", "LocationEvent", "TransactionEvent",
+    "BadInput", "DeadLetter", "DeviceEvent", "Event", "LocationEvent", "Signal", "TransactionEvent",
     "Verdict", "decode", "decode_or_dead_letter", "parse_value", "Field", "to_dict",
 ]
 
@@ -140,8 +140,33 @@ class Verdict:
         return self.verdict_id
 
 
+@dataclass(frozen=True, slots=True)
+class Signal:
+    """A partner's security event (topic ``signals``, contract v3 "Partners' signals"): a
+    RISC/CAEP event the SSF receiver verified and mapped to the account. ``ts`` is when the
+    receiver accepted it (what atoguard could know, and when); ``event_ts`` the partner's own
+    time of the event."""
+
+    topic: ClassVar[str] = c.SIGNALS
+    event_id: str
+    account_id: str
+    ts: int
+    kind: str
+    issuer: str
+    partner_role: str
+    subject_format: str
+    event_ts: int | None = None
+    reason: str | None = None
+    initiating_entity: str | None = None
+    change_type: str | None = None
+    credential_type: str | None = None
+    current_level: str | None = None
+    previous_level: str | None = None
+    current_status: str | None = None
+
+
 Event = Union[DeviceEvent, LocationEvent, TransactionEvent]
-Record = Union[DeviceEvent, LocationEvent, TransactionEvent, Verdict]
+Record = Union[DeviceEvent, LocationEvent, TransactionEvent, Verdict, Signal]
 
 
 @dataclass(frozen=True, slots=True)
@@ -279,6 +304,22 @@ FIELDS: dict[str, tuple[Field, ...]] = {
         Field("alert_id", _is_str, "string", False, _id, "1-128 characters"),
         Field("note", _is_str, "string", False, lambda v: len(v) <= 4096, "at most 4096 characters"),
     ),
+    c.SIGNALS: _COMMON[:4] + (
+        Field("issuer", _is_str, "string", True, _text, _TEXT),
+        Field("partner_role", _is_str, "string", True, _one_of(frozenset(c.PARTNER_ROLES)),
+              "|".join(c.PARTNER_ROLES)),
+        Field("subject_format", _is_str, "string", True, _one_of(frozenset(c.SUBJECT_FORMATS)),
+              "|".join(c.SUBJECT_FORMATS)),
+        Field("event_ts", _is_int, "integer", False, lambda v: c.TS_MIN <= v <= c.TS_MAX, "epoch milliseconds"),
+        Field("reason", _is_str, "string", False, _text, _TEXT),
+        Field("initiating_entity", _is_str, "string", False, _one_of(frozenset(c.INITIATING_ENTITIES)),
+              "|".join(c.INITIATING_ENTITIES)),
+        Field("change_type", _is_str, "string", False, _text, _TEXT),
+        Field("credential_type", _is_str, "string", False, _text, _TEXT),
+        Field("current_level", _is_str, "string", False, _text, _TEXT),
+        Field("previous_level", _is_str, "string", False, _text, _TEXT),
+        Field("current_status", _is_str, "string", False, _text, _TEXT),
+    ),
 }
 
 #: Fields that a kind makes required: topic -> kind -> field names.
@@ -319,7 +360,7 @@ def _checked(row: tuple[Any, ...], v: Any) -> Any:
 _ROWS = {topic: _Rows(spec) for topic, spec in FIELDS.items()}
 
 _RECORDS = {c.DEVICE: DeviceEvent, c.LOCATION: LocationEvent, c.TRANSACTION: TransactionEvent,
-            c.VERDICTS: Verdict}
+            c.VERDICTS: Verdict, c.SIGNALS: Signal}
 _SLOTS = {t: tuple(f.name for f in fields(cls)) for t, cls in _RECORDS.items()}
 
 

@@ -1,4 +1,4 @@
-"""Challenges (contract v2): which methods to ask for, and what an answer means.
+"""Challenges (contract v2 and v3): which methods to ask for, and what an answer means.
 
 A step-up stops a thief only with a method the thief cannot pass, and shuts out a holder only
 with a method the holder has lost. The engine does not know which methods an account has
@@ -17,12 +17,16 @@ what the evidence says about the person acting:
   password; a thief with a stolen password, a session token or a SIM holds none of them but the
   SIM's SMS. So a first challenge lists the remote-proof methods first and then the others by how
   few thieves hold them: payment password, authenticator, e-mail, SMS. An account that enrolled
-  no remote-proof method is offered the payment password, which stops all but a relay.
-* **A new device** (not yet trusted) may be the holder's new phone, the old one lost: ``face``
-  comes first (it works on any phone), the device-bound methods after the rest.
-* **A second risky moment after a weak pass** of the same device or session is what a relay
-  looks like after passing the codes: only remote-proof methods are listed (an account with none
-  enrolled is not offered a code it would pass again).
+  no remote-proof method is offered the payment password, which stops all but a * **Any listed method will do** (contract v3): the person may use any listed method they
+  enrolled and try another after a failure, so a list is only as strong as its weakest method.
+  Where a thief may be in view - a device not yet trusted, evidence of someone elsewhere, a
+  second risky moment after a weak pass (what a relay looks like after passing the codes) -
+  only remote-proof methods are listed (``face`` first and no push for a new device: the
+  holder's new phone, the old one perhaps lost), then ``id_check``, the identity re-check every
+  holder can complete, slowly. On the holder's trusted device with nothing pointing elsewhere,
+  every method not compromised is listed. A freeze's way back always ends with ``id_check``.
+
+ain).
 
 An answer feeds back (:func:`is_strong`): a **strong pass** (``face``, ``passkey``, or any pass on
 a device with ``strong`` attestation bound to the account for 30 days or more) makes the device and
@@ -33,12 +37,13 @@ them; a **failure** or a challenge left unanswered is evidence (:func:`failure_f
 
 from __future__ import annotations
 
+from detectors import contract as c
 from detectors.base import Finding
-from detectors.profile import DAY_MS, Profile
+from detectors.profile import DAY_MS, Challenge, Profile
 
 __all__ = [
     "DEVICE_BOUND", "REMOTE_PROOF", "STRENGTH", "STRONG_METHODS", "compromised", "failure_finding", "failure_of",
-    "is_strong", "methods_for", "strongly_verified", "way_back", "weak_passes",
+    "ID_CHECK", "is_strong", "methods_for", "strongly_verified", "trusted_pass", "way_back", "weak_passes",
 ]
 
 #: every method, strongest first
@@ -53,7 +58,10 @@ DEVICE_BOUND = frozenset({"passkey", "app_push"})
 #: a first challenge: remote-proof first, then by how few thieves hold each
 FIRST_ORDER = ("passkey", "face", "app_push", "payment_password", "totp", "email_otp", "sms_otp")
 #: a first challenge of a device not yet trusted: what a holder on a new phone still has first
-NEW_DEVICE_ORDER = ("face", "payment_password", "totp", "email_otp", "sms_otp", "passkey", "app_push")
+#: (v3: any listed method will do, so no code a relay forwards and no push a thief can bomb)
+NEW_DEVICE_ORDER = ("face", "passkey")
+#: the identity re-check every holder can complete, slowly (contract v3)
+ID_CHECK = c.ID_CHECK
 
 #: credential change -> the method whose channel it hands to whoever made it
 TAKES_OVER = {
@@ -89,34 +97,64 @@ def compromised(profile: Profile, ts: int, cred_ms: int) -> set[str]:
 
 
 def methods_for(profile: Profile, ts: int, *, device_trusted: bool, weak_passed: frozenset[str],
-                cred_ms: int) -> list[str]:
-    """The methods of a challenge, strongest first (see the module docstring).
+                cred_ms: int, remote: bool = False) -> list[str]:
+    """The methods of a step-up, strongest first (contract v3: any listed method will do, so
+    only those the thief in view cannot pass are listed; see the module docstring).
+
+    * A weak pass on this device or session, a device not yet trusted, or evidence of someone
+      elsewhere (``remote``): the thief in view may relay codes (a phishing kit forwards them
+      all) or bomb pushes, so only the remote-proof methods are listed - ``face`` first and no
+      push for a new device - then ``id_check``: nothing quicker is safe for a holder who has
+      none of them enrolled, or lost them with the old phone.
+    * Otherwise (the holder's trusted device, nothing pointing elsewhere): the thief in view at
+      most holds a session token, so every method not compromised is listed, by how few thieves
+      hold each; ``id_check`` only when nothing is left.
 
     >>> p = Profile()
     >>> methods_for(p, 0, device_trusted=True, weak_passed=frozenset(), cred_ms=1)
     ['passkey', 'face', 'app_push', 'payment_password', 'totp', 'email_otp', 'sms_otp']
     >>> methods_for(p, 0, device_trusted=False, weak_passed=frozenset(), cred_ms=1)
-    ['face', 'payment_password', 'totp', 'email_otp', 'sms_otp', 'passkey', 'app_push']
+    ['face', 'passkey', 'id_check']
+    >>> methods_for(p, 0, device_trusted=True, weak_passed=frozenset(), cred_ms=1, remote=True)
+    ['passkey', 'face', 'app_push', 'id_check']
     >>> methods_for(p, 0, device_trusted=False, weak_passed=frozenset({"sms_otp"}), cred_ms=1)
-    ['passkey', 'face', 'app_push']
+    ['passkey', 'face', 'app_push', 'id_check']
     """
     bad = compromised(profile, ts, cred_ms) | weak_passed
-    if weak_passed:
+    if weak_passed or (remote and device_trusted):
         order = REMOTE_PROOF
-    elif device_trusted:
-        order = FIRST_ORDER
-    else:
+    elif not device_trusted:
         order = NEW_DEVICE_ORDER
-    return [m for m in order if m not in bad]
+    else:
+        order = FIRST_ORDER
+    out = [m for m in order if m not in bad]
+    if order is not FIRST_ORDER or not out:
+        out.append(ID_CHECK)
+    return out
 
 
 def way_back(profile: Profile, ts: int, *, remote_thief: bool, cred_ms: int) -> list[str]:
     """The methods with which a frozen holder can lift the freeze themselves: never one that just
     failed or whose channel the evidence says the thief holds; with a remote thief in view, only
-    the methods a remote thief cannot hold."""
+    the methods a remote thief cannot hold; always ending with ``id_check`` (contract v3: no
+    holder is left without a way back).
+
+    >>> way_back(Profile(), 0, remote_thief=True, cred_ms=1)
+    ['passkey', 'face', 'app_push', 'id_check']
+    """
     bad = compromised(profile, ts, cred_ms)
     order = REMOTE_PROOF if remote_thief else STRENGTH
-    return [m for m in order if m not in bad]
+    return [m for m in order if m not in bad] + [ID_CHECK]
+
+
+def trusted_pass(profile: Profile, challenge: Challenge, method: str | None) -> bool:
+    """Whether a pass with ``method`` closes ``challenge`` (contract v3: "its first pass that
+    atoguard trusts"): a listed method whose channel no credential change since the challenge
+    was issued hands to someone else."""
+    if method is None or method not in challenge.methods:
+        return False
+    return not any(method in TAKES_OVER.get(kind, ()) for kind, change in profile.creds.items()
+                   if change.ts > challenge.issued_at)
 
 
 def is_strong(profile: Profile, method: str, device: str | None, attestation: str | None, ts: int) -> bool:

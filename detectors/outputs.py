@@ -1,5 +1,5 @@
-"""What the engine emits: commands for the account service, OCSF alerts for the security team,
-dead letters. Deterministic ids, HMAC signatures, pseudonymised evidence and the plain-language
+"""What the engine emits: commands and decisions (v3) for the account service, OCSF alerts for
+the security team, dead letters. Deterministic ids, HMAC signatures, pseudonymised evidence and the plain-language
 message all live here.
 """
 
@@ -16,8 +16,8 @@ import orjson
 from detectors import contract as c
 from detectors.reasons import REASONS, phrase
 
-__all__ = ["Output", "alert_value", "cloudevents_headers", "command_value", "deterministic_id",
-           "message_for", "pseudonym", "sign", "verify", "canonical"]
+__all__ = ["Output", "alert_value", "cloudevents_headers", "command_value", "decision_message", "decision_value",
+           "deterministic_id", "message_for", "METHODS_V3", "ID_CHECK_MIN_EXPIRY_MS", "pseudonym", "sign", "verify", "canonical"]
 
 PRODUCT = {"name": "atoguard", "vendor_name": "atoguard", "version": "0.1.0"}
 OCSF_VERSION = "1.3.0"
@@ -32,7 +32,13 @@ METHOD_PHRASES = {
     "payment_password": "your payment password",
     "face": "your face in the app",
     "passkey": "the passkey on a device you already use",
+    "id_check": "a photo of your ID and a selfie in the app (this takes a while)",
 }
+
+#: Every challenge method of contract v3: v2's and ``id_check``.
+METHODS_V3 = (*c.METHODS, c.ID_CHECK)
+#: A command that lists ``id_check`` expires at least this long after it is issued (v3).
+ID_CHECK_MIN_EXPIRY_MS = 3 * 3_600_000
 
 #: Transitional: the methods of a step_up or freeze whose caller chose none. Only the methods no
 #: remote thief can pass for a step_up; no way back but a call for a freeze. The policy should
@@ -156,9 +162,9 @@ def _checked_methods(action: str, methods: list[str] | tuple[str, ...] | None) -
             raise ValueError(f"a {action} command carries no methods (got {list(methods)!r})")
         return None
     chosen = list(UNCHOSEN_METHODS[action] if methods is None else methods)
-    unknown = [m for m in chosen if m not in c.METHODS]
+    unknown = [m for m in chosen if m not in METHODS_V3]
     if unknown:
-        raise ValueError(f"unknown challenge method(s) {unknown!r}; the contract's are {list(c.METHODS)!r}")
+        raise ValueError(f"unknown challenge method(s) {unknown!r}; the contract's are {list(METHODS_V3)!r}")
     if len(set(chosen)) != len(chosen):
         raise ValueError(f"repeated challenge method in {chosen!r}")
     if action == c.STEP_UP and not chosen:
@@ -169,16 +175,24 @@ def _checked_methods(action: str, methods: list[str] | tuple[str, ...] | None) -
 def command_value(*, account_id: str, action: str, reasons: tuple[str, ...], risk: float, issued_at: int,
                   expires_at: int | None, trigger_event_id: str, alert_id: str | None,
                   policy_version: str, dry_run: bool, key: str,
-                  methods: list[str] | tuple[str, ...] | None = None) -> dict[str, Any]:
-    """A signed ``ato.commands`` value, exactly the contract's fields (v2).
+                  methods: list[str] | tuple[str, ...] | None = None,
+                  contract_version: int = c.COMMAND_CONTRACT_VERSION + 1) -> dict[str, Any]:
+    """A signed ``ato.commands`` value, exactly the contract's fields (v3 by default).
 
     ``methods`` is the step_up's challenge or the freeze's way back, strongest first; it must be
     ``None`` for unfreeze and close. A step_up or freeze given none gets :data:`UNCHOSEN_METHODS`,
     and a step_up given no ``expires_at`` gets ``issued_at`` + :data:`STEP_UP_MIN_EXPIRY_MS`.
+    A command listing ``id_check`` expires no sooner than :data:`ID_CHECK_MIN_EXPIRY_MS` after
+    ``issued_at``. ``contract_version`` 2 writes a v2 command: ``id_check`` is left out of
+    ``methods`` (a v2 account service does not know it).
     """
+    if contract_version == 2 and methods is not None:
+        methods = [m for m in methods if m != c.ID_CHECK]
     chosen = _checked_methods(action, methods)
     if action == c.STEP_UP and expires_at is None:
         expires_at = issued_at + STEP_UP_MIN_EXPIRY_MS
+    if chosen and c.ID_CHECK in chosen:
+        expires_at = max(expires_at or 0, issued_at + ID_CHECK_MIN_EXPIRY_MS)
     value: dict[str, Any] = {
         "command_id": deterministic_id("command", policy_version, account_id, trigger_event_id, action),
         "account_id": account_id,
@@ -192,10 +206,67 @@ def command_value(*, account_id: str, action: str, reasons: tuple[str, ...], ris
         "alert_id": alert_id,
         "policy_version": policy_version,
         "dry_run": dry_run,
-        "contract_version": c.COMMAND_CONTRACT_VERSION,
+        "contract_version": contract_version,
     }
     if chosen is not None:
         value["methods"] = chosen
+    value["signature"] = sign(value, key)
+    return value
+
+
+def decision_message(decision: str, reasons: tuple[str, ...] | list[str], methods: list[str] | None) -> str | None:
+    """The holder's message of a decision: why a payment waits (``hold``: the check that
+    releases it) or is refused (``deny``); None for ``allow``.
+
+    >>> decision_message("hold", ("NEW_DEVICE_LOGIN",), ["face", "id_check"])
+    'We are holding this until we know it is really you: we saw a sign-in from a device we have not seen on your account before. Please confirm with your face in the app or a photo of your ID and a selfie in the app (this takes a while); it goes ahead as soon as you do.'
+    >>> decision_message("allow", (), None) is None
+    True
+    """
+    seen = _join([phrase(r) for r in list(reasons)[:3]]) if reasons else "unusual activity"
+    if decision == c.HOLD:
+        check = f"confirm with {_either(methods)}" if methods else "complete the check in the app"
+        return (f"We are holding this until we know it is really you: we saw {seen}. "
+                f"Please {check}; it goes ahead as soon as you do.")
+    if decision == c.DENY:
+        return (f"We have not carried this out, to protect your account: we saw {seen}. "
+                "Nothing has left your account; the app tells you how to restore access.")
+    return None
+
+
+def decision_value(*, account_id: str, event_id: str, ts: int, decision: str, command_id: str | None,
+                   methods: list[str] | None, expires_at: int | None, resolves: str | None, risk: float,
+                   reasons: tuple[str, ...] | list[str], policy_version: str, dry_run: bool,
+                   key: str) -> dict[str, Any]:
+    """A signed ``ato.decisions`` value (contract v3, "Decisions"): every field present, null
+    where it does not apply; ``decision_id`` from the policy version, the account, the event
+    and ``resolves``.
+
+    >>> d = decision_value(account_id="a1", event_id="e1", ts=1, decision="allow", command_id=None,
+    ...                    methods=None, expires_at=None, resolves=None, risk=0.0, reasons=(),
+    ...                    policy_version="p", dry_run=False, key="k" * 8)
+    >>> d["decision"], d["message"], d["resolves"], d["contract_version"], verify(d, "k" * 8)
+    ('allow', None, None, 3, True)
+    """
+    if decision not in c.DECISION_VALUES:
+        raise ValueError(f"unknown decision {decision!r}; the contract's are {list(c.DECISION_VALUES)!r}")
+    value: dict[str, Any] = {
+        "decision_id": deterministic_id("decision", policy_version, account_id, event_id, resolves or ""),
+        "event_id": event_id,
+        "account_id": account_id,
+        "ts": ts,
+        "decision": decision,
+        "command_id": command_id,
+        "methods": list(methods) if methods is not None else None,
+        "expires_at": expires_at,
+        "resolves": resolves,
+        "risk": round(risk, 4),
+        "reasons": list(reasons),
+        "message": decision_message(decision, reasons, methods),
+        "policy_version": policy_version,
+        "dry_run": dry_run,
+        "contract_version": 3,
+    }
     value["signature"] = sign(value, key)
     return value
 

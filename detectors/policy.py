@@ -147,6 +147,9 @@ def _allowed(profile: Profile, cfg: Config, account_id: str, ip: str | None, dev
     return False
 
 
+#: a command that lists ``id_check`` expires no sooner than this after it is issued (contract v3)
+ID_CHECK_EXPIRY_MS = 3 * HOUR_MS
+
 #: findings this recent still corroborate: the evidence about one sign-in arrives as several
 #: events (the login, its ip_geo and gps_fix, the first payment) within seconds or minutes
 CARRY_MS = 10 * MINUTE_MS
@@ -231,9 +234,13 @@ def _answered(profile: Profile, findings: list[Finding], actor: Actor, ts: int) 
 
 
 def decide(profile: Profile, account_id: str, ts: int, ip: str | None, device: str | None,
-           findings: list[Finding], cfg: Config, actor: Actor | None = None) -> Decision:
+           findings: list[Finding], cfg: Config, actor: Actor | None = None, own_challenge: bool = False) -> Decision:
     """Decide what one event calls for, and the change of the account's restriction it makes
-    (the profile is not modified: :func:`detectors.update.apply_decision` writes the change)."""
+    (the profile is not modified: :func:`detectors.update.apply_decision` writes the change).
+
+    ``own_challenge``: the event is a decided event (contract v3) of a device or session no open
+    challenge was put to, so it gets a step_up of its own even while the account is stepped up
+    (never a ride on someone else's challenge)."""
     actor = actor or Actor(device, None, ip)
     if findings:
         findings, weak = _answered(profile, findings, actor, ts)
@@ -267,7 +274,7 @@ def decide(profile: Profile, account_id: str, ts: int, ip: str | None, device: s
     elif target == c.FREEZE and state != State.FROZEN:
         action = c.FREEZE
         expires_at = ts + int(pol.freeze_ttl_hours * HOUR_MS)
-    elif target == c.STEP_UP and state == State.NONE:
+    elif target == c.STEP_UP and (state == State.NONE or (own_challenge and state == State.STEPPED_UP)):
         action = c.STEP_UP
         expires_at = ts + int(pol.challenge_expiry_minutes * MINUTE_MS)
 
@@ -277,7 +284,8 @@ def decide(profile: Profile, account_id: str, ts: int, ip: str | None, device: s
         if not (quiet or risk >= last.risk + pol.min_escalation):
             return Decision(risk, reasons, None, False, None, Change(restriction=lapsed) if lapsed else None)
         return Decision(risk, reasons, None, True, None, Change(restriction=lapsed, marks=(ALERT,)))
-    remote = failed or bool(weak) or remote_thief_likely(findings)  # for a freeze's way back
+    elsewhere = remote_thief_likely(findings)
+    remote = failed or bool(weak) or elsewhere  # for a freeze's way back
     methods: tuple[str, ...] | None = None
     if action == c.CLOSE:
         new = Restriction(State.CLOSED, ts, 0, None)
@@ -287,17 +295,22 @@ def decide(profile: Profile, account_id: str, ts: int, ip: str | None, device: s
     else:
         new = Restriction(State.STEPPED_UP, ts, ts + int(pol.step_up_cooldown_minutes * MINUTE_MS), None)
         methods = tuple(ch.methods_for(profile, ts, device_trusted=actor.device_trusted, weak_passed=weak,
-                                       cred_ms=actor.cred_ms))
+                                       cred_ms=actor.cred_ms, remote=elsewhere))
+    if methods and ch.ID_CHECK in methods:  # the identity re-check takes time (contract v3)
+        expires_at = max(expires_at or 0, ts + ID_CHECK_EXPIRY_MS)
     until = expires_at if methods else None
     return Decision(risk, reasons, action, True, expires_at,
                     Change(restriction=new, marks=(ALERT, action), challenge_until=until), methods)
 
 
 def decide_answer(profile: Profile, passed: bool, method: str, reason: str | None, *, action: str,
-                  issued_at: int, ts: int, actor: Actor, recent: list[Finding], cfg: Config) -> Decision:
-    """What the answer to the account's open challenge calls for (the challenge was a
-    ``step_up`` or the way back of a ``freeze``, issued at ``issued_at``).
+                  issued_at: int, ts: int, actor: Actor, recent: list[Finding], cfg: Config,
+                  listed: tuple[str, ...] | list[str] | None = None) -> Decision:
+    """What an answer to one of the account's open challenges calls for (the challenge was a
+    ``step_up`` or the way back of a ``freeze``, issued at ``issued_at``, listing ``listed``).
 
+    * A pass with a method the challenge did not list proves nothing (contract v3: any *listed*
+      method will do); the challenge stays open.
     * A pass of a freeze's way back lifts it (``unfreeze``, reason CHALLENGE_PASSED) unless a
       credential change since the freeze hands that method's channel to someone else.
     * A pass of a step-up needs nothing more (:func:`detectors.update.record_answer` cleared it).
@@ -306,6 +319,8 @@ def decide_answer(profile: Profile, passed: bool, method: str, reason: str | Non
       never a second challenge in a row.
     """
     if passed:
+        if listed is not None and method not in listed:
+            return NOTHING
         if action != c.FREEZE:
             return NOTHING  # the step-up is answered (its restriction is already cleared)
         changed_since = {k for k, v in profile.creds.items() if v.ts > issued_at}
@@ -325,10 +340,14 @@ def decide_answer(profile: Profile, passed: bool, method: str, reason: str | Non
 
 
 def decide_verdict(profile: Profile, label: str, source: str, ts: int, cfg: Config) -> Decision:
-    """What a verdict calls for: ``legit`` lifts a freeze or close; an analyst's ``ato`` closes;
-    an account holder's ``ato`` freezes until an analyst confirms."""
+    """What a verdict calls for (contract v3, "Verdicts"): an analyst's ``legit`` lifts a freeze
+    or close; a ``user`` ``legit`` lifts nothing (the holder's way back is a challenge, which a
+    thief holding the session cannot fake as easily as a click); an analyst's ``ato`` closes; an
+    account holder's ``ato`` freezes until an analyst confirms."""
     state = effective(profile.restriction, ts)
     if label == "legit":
+        if source != "analyst":
+            return Decision(0.0, ("CONFIRMED_LEGITIMATE",), None, False)
         change = Change(restriction=Restriction(State.NONE, ts, 0, None))
         if state in (State.FROZEN, State.CLOSED):
             return Decision(0.0, ("CONFIRMED_LEGITIMATE",), c.UNFREEZE, False, None, change)

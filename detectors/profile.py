@@ -27,7 +27,7 @@ import orjson
 
 __all__ = [
     "Address", "AlertedSituation", "AmountStats", "Centre", "Challenge", "CredentialChange", "Device",
-    "Evidence", "Failure", "Fix", "Loan", "Mark", "Pass", "Payee", "Profile", "Restriction", "Seen",
+    "Evidence", "Failure", "Fix", "Hold", "Loan", "Mark", "Pass", "Payee", "Profile", "Restriction", "Seen",
     "Session", "State",
     "decode", "encode", "event_digest", "touch", "DAY_MS", "HOUR_MS", "FEATURE_NAMES", "FORMAT",
 ]
@@ -132,6 +132,8 @@ class Restriction(_Record):
     since: int = 0
     until: int = 0
     alert_id: str | None = None
+    #: the freeze or close in force (v3: a ``deny`` names it); None for older stored profiles
+    command_id: str | None = None
 
 
 class Mark(_Record):
@@ -221,6 +223,20 @@ class Challenge(_Record):
     device: str | None = None
     session: str | None = None
     ip: str | None = None
+    #: a failed attempt was already recorded as evidence (v3: the challenge stays open after it,
+    #: so its expiry adds no second failure)
+    failed: bool = False
+
+
+class Hold(_Record):
+    """A decided event held (contract v3, "Decisions"): the ``hold`` decision's id, the
+    challenge it waits on, that challenge's methods and ``expires_at`` (the hold lapses then,
+    writing nothing)."""
+
+    decision_id: str
+    command_id: str
+    expires_at: int
+    methods: list[str]
 
 
 class Pass(_Record):
@@ -280,6 +296,9 @@ class Profile(msgspec.Struct, array_like=True, gc=False):
     passes: dict[str, Pass] = msgspec.field(default_factory=_dict)  # "device:x"/"session:x" -> last pass
     failures: list[Failure] = msgspec.field(default_factory=list)  # recent failed/unanswered challenges
     methods_used: dict[str, int] = msgspec.field(default_factory=_dict)  # method -> last ts the holder used it
+    # -- contract v3; new fields go last so older stored profiles still load
+    others: list[Challenge] = msgspec.field(default_factory=list)  # open challenges older than ``challenge``
+    holds: list[Hold] = msgspec.field(default_factory=list)  # open holds, oldest first
 
     # -- queries ---------------------------------------------------------------------------------
     @property

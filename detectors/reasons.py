@@ -57,6 +57,9 @@ _ROWS = [
     ("CHALLENGE_PASSED", "you confirmed it was you with the check we asked for", "challenge"),
     ("CHALLENGE_FAILED", "a failed identity check on your account", "challenge"),
     ("CHALLENGE_UNANSWERED", "an identity check on your account left unanswered", "challenge"),
+    # decisions on payouts (contract v3)
+    ("ACCOUNT_FROZEN", "payments and credit on your account paused for your protection", "restriction"),
+    ("ACCOUNT_CLOSED", "your account closed to stop further loss", "restriction"),
 ]
 
 REASONS: dict[str, Reason] = {code: Reason(code, text, family) for code, text, family in _ROWS}

@@ -27,8 +27,8 @@ from detectors.profile import (
     Session, State, event_digest, touch,
 )
 
-__all__ = ["alerted_situation", "apply_decision", "apply_verdict", "expire_challenge", "mark_seen", "observe",
-           "prune", "record_answer"]
+__all__ = ["alerted_situation", "apply_decision", "apply_verdict", "close_challenge", "expire_challenge",
+           "find_challenge", "mark_seen", "observe", "open_challenges", "prune", "record_answer"]
 
 
 def mark_seen(profile: Profile, event_id: str) -> None:
@@ -44,10 +44,15 @@ def apply_decision(profile: Profile, decision, ts: int, *, alert_id: str | None 
                    alerted: AlertedSituation | None = None, command_id: str | None = None,
                    device: str | None = None, session: str | None = None, ip: str | None = None) -> None:
     """Record what the policy decided about the event at ``ts`` (a
-    :class:`~detectors.policy.Decision`): its new restriction (explained by ``alert_id``), the
-    actions it took, the challenge it opened (``command_id``, put to the session of ``device``,
-    ``session`` and ``ip``), the findings it carries to the next events of the same sign-in
-    (``evidence``, from :func:`~detectors.policy.with_recent`), and the alerted situation."""
+    :class:`~detectors.policy.Decision`): its new restriction (explained by ``alert_id``, and for
+    a freeze or close the command in force, ``command_id``), the actions it took, the challenge
+    it opened (``command_id``, put to the session of ``device``, ``session`` and ``ip``), the
+    findings it carries to the next events of the same sign-in (``evidence``, from
+    :func:`~detectors.policy.with_recent`), and the alerted situation.
+
+    A step_up opened while another is open leaves the other open (contract v3: a risky event of
+    another device or session gets its own challenge); a freeze or close closes every open
+    challenge (the freeze opens its way back)."""
     if evidence is not None:
         profile.evidence = evidence
     change = decision.change
@@ -56,9 +61,15 @@ def apply_decision(profile: Profile, decision, ts: int, *, alert_id: str | None 
             profile.restriction = change.restriction
             if alert_id is not None and decision.action and change.restriction.state != "none":
                 profile.restriction.alert_id = alert_id
+            if decision.action in (c.FREEZE, c.CLOSE):
+                profile.restriction.command_id = command_id
         for action in change.marks:
             profile.actions[action] = Mark(ts, decision.risk)
+        if decision.action in (c.FREEZE, c.CLOSE, c.UNFREEZE):
+            profile.others = []  # a freeze or close ends every open step_up
         if change.challenge_until is not None and command_id is not None:
+            if decision.action == c.STEP_UP and profile.challenge is not None:
+                profile.others.append(profile.challenge)
             profile.challenge = Challenge(command_id, decision.action, ts, change.challenge_until,
                                           list(decision.methods or ()), decision.risk, device, session, ip)
         elif decision.action is not None:
@@ -75,21 +86,53 @@ def _remember(table: list, record, cap: int) -> None:
         del table[: len(table) - cap]
 
 
-def record_answer(profile: Profile, event: DeviceEvent, challenge: Challenge, strong: bool, cfg: Config) -> None:
+def open_challenges(profile: Profile) -> list[Challenge]:
+    """The account's open challenges, oldest first (the latest is :attr:`Profile.challenge`)."""
+    return [*profile.others, profile.challenge] if profile.challenge is not None else list(profile.others)
+
+
+def find_challenge(profile: Profile, command_id: str | None) -> Challenge | None:
+    """The open challenge an answer belongs to: the one named by ``command_id``, or without it
+    the account's latest open challenge (contract v3); None when it is not open."""
+    if command_id is None:
+        return profile.challenge
+    return next((ch for ch in open_challenges(profile) if ch.command_id == command_id), None)
+
+
+def close_challenge(profile: Profile, challenge: Challenge, ts: int) -> None:
+    """Close one open challenge; the latest of the others becomes the latest. An account with no
+    open step_up left is no longer stepped up."""
+    if profile.challenge is challenge:
+        profile.challenge = profile.others.pop() if profile.others else None
+    else:
+        profile.others = [ch for ch in profile.others if ch is not challenge]
+    if profile.restriction.state == State.STEPPED_UP and not any(
+            ch.action == c.STEP_UP for ch in open_challenges(profile)):
+        profile.restriction = Restriction(State.NONE, ts, 0, None)
+
+
+def record_answer(profile: Profile, event: DeviceEvent, challenge: Challenge, strong: bool, cfg: Config,
+                  trusted: bool = True) -> bool:
     """Learn the answer ``event`` (``challenge_passed`` / ``challenge_failed``) to the open
-    ``challenge``. A pass is remembered for the answering device and session (a strong one makes
-    them known-good and trusts the device); a failure is remembered as evidence; either way the
-    challenge is closed, and an answered step-up no longer restricts the account."""
+    ``challenge``; returns whether it closed the challenge (contract v3: its first ``trusted``
+    pass, or a failure with reason ``abandoned``; after any other failure the person may try
+    another listed method). A pass is remembered for the answering device and session (a strong
+    one makes them known-good and trusts the device); a failure is remembered as evidence."""
     ts = event.ts
     device = event.device_id or challenge.device
     session = event.session_id or challenge.session
-    profile.challenge = None
-    if challenge.action == "step_up" and profile.restriction.state == State.STEPPED_UP:
-        profile.restriction = Restriction(State.NONE, ts, 0, None)
     if event.kind == c.CHALLENGE_FAILED:
-        _remember(profile.failures, Failure(ts, event.method, event.reason or "wrong_code", device, session,
+        reason = event.reason or "wrong_code"
+        _remember(profile.failures, Failure(ts, event.method, reason, device, session,
                                             event.ip or challenge.ip), MAX_FAILURES)
-        return
+        challenge.failed = True
+        if reason == "abandoned":
+            close_challenge(profile, challenge, ts)
+            return True
+        return False
+    if not trusted:
+        return False
+    close_challenge(profile, challenge, ts)
     _passed(profile, Pass(ts, event.method, strong), device, session)
     if strong:
         until = ts + int(cfg.policy.known_good_days * DAY_MS)
@@ -100,6 +143,7 @@ def record_answer(profile: Profile, event: DeviceEvent, challenge: Challenge, st
         if d is not None:
             d.trust = 1
         profile.evidence = {}  # the sign-in's evidence is answered
+    return True
 
 
 def _passed(profile: Profile, record: Pass, device: str | None, session: str | None) -> None:
@@ -113,18 +157,23 @@ def _passed(profile: Profile, record: Pass, device: str | None, session: str | N
 
 
 def expire_challenge(profile: Profile, ts: int) -> bool:
-    """Close the open challenge if it is past its ``expires_at`` at ``ts``; an unanswered step-up
-    counts as failed (reason ``timeout``). Returns whether it expired."""
-    challenge = profile.challenge
-    if challenge is None or ts < challenge.expires_at:
-        return False
-    profile.challenge = None
-    if challenge.action == "step_up":
-        _remember(profile.failures, Failure(challenge.expires_at, None, "timeout", challenge.device,
-                                            challenge.session, challenge.ip), MAX_FAILURES)
-        if profile.restriction.state == State.STEPPED_UP:
-            profile.restriction = Restriction(State.NONE, ts, 0, None)
-    return True
+    """Close every open challenge past its ``expires_at`` at ``ts``; an unanswered step-up counts
+    as failed (reason ``timeout``) unless a failed attempt was already recorded. Open holds past
+    their ``expires_at`` lapse too, writing nothing (contract v3: the account service refuses the
+    held movement by itself). Returns whether anything expired."""
+    expired = False
+    for challenge in open_challenges(profile):
+        if ts < challenge.expires_at:
+            continue
+        expired = True
+        close_challenge(profile, challenge, ts)
+        if challenge.action == c.STEP_UP and not challenge.failed:
+            _remember(profile.failures, Failure(challenge.expires_at, None, "timeout", challenge.device,
+                                                challenge.session, challenge.ip), MAX_FAILURES)
+    if profile.holds and any(ts >= h.expires_at for h in profile.holds):
+        profile.holds = [h for h in profile.holds if ts < h.expires_at]
+        expired = True
+    return expired
 
 
 def _set_home(device: Device, how: int) -> None:

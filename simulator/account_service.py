@@ -1,15 +1,18 @@
 """The live account service of the demo and of ``atoguard simulate --to-kafka --respond``.
 
 It plays, against the real worker, what ``atoguard replay --respond`` plays offline (contract
-v2, "Closed-loop replay"), by the very same rules: :func:`streams.respond.respond_to` decides,
-for each command, whether the attack of the person acting is refused from now on and what that
-person answers; :class:`streams.respond.People` says who acts and who passes what.
+v3, "Closed-loop replay"), by the very same rules, those of :mod:`simulator.people`:
+:func:`~simulator.people.respond_to` decides, for each command, whether the attack of the person
+acting is refused from now on and what that person answers (any listed enrolled method they
+pass; ``id_check`` answers come 2 h later); :class:`~simulator.people.People` says who acts and
+who passes what. Only the Kafka transport is this module's.
 
 * It reads ``<prefix>commands`` with ``isolation.level=read_committed`` (only what the worker's
   transactions committed), checks each command's signature (:func:`detectors.outputs.verify`
   with ``keys.command_hmac``; a bad one is counted and ignored) and answers each ``step_up`` and
   each ``freeze`` with a way back (no ``dry_run``) on ``<prefix>device``, keyed by the account:
-  event ``ch-<command_id>`` at ``issued_at`` + 30 s / + 10 min of event time.
+  event ``ch-<command_id>`` at ``issued_at`` + 30 s / + 10 min (+ 2 h with ``id_check``) of
+  event time.
 * The simulator's events go out through :meth:`AccountService.submit`, in ``ts`` order, so the
   service also withholds an attacker's later events once refused (the refused set is shared).
 
@@ -36,7 +39,7 @@ import orjson
 
 from detectors import contract as c
 from detectors.outputs import verify
-from streams.respond import HOLDER, STEP_UP_ANSWER_MS, People, Respondent, respond_to
+from simulator.people import HOLDER, STEP_UP_ANSWER_MS, People, Respondent, respond_to
 from streams.topics import topic_name
 
 __all__ = ["AccountService", "ServiceError", "ServiceStats", "INPUT_TOPICS", "publish_file"]

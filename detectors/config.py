@@ -22,7 +22,7 @@ from typing import Any, Mapping
 
 from detectors.registry import REGISTRY as _REGISTRY
 
-__all__ = ["AllowEntry", "Config", "ConfigError", "DEFAULT_DETECTORS", "Keys", "Policy", "Windows"]
+__all__ = ["AllowEntry", "Config", "ConfigError", "DEFAULT_DETECTORS", "Keys", "Outputs", "Policy", "Windows"]
 
 
 class ConfigError(ValueError):
@@ -117,6 +117,28 @@ class Keys:
 
 
 @dataclass(frozen=True)
+class Outputs:
+    """What the engine writes for the account service.
+
+    ``contract_version``: 3 (default) writes v3 commands (``contract_version: 3``, methods may
+    name ``id_check``) and a decision on ``ato.decisions`` for every decided event; 2 keeps an
+    account service not yet upgraded working: v2 commands (``contract_version: 2``, no
+    ``id_check`` in ``methods`` - a freeze whose only way back was ``id_check`` then has none
+    but a call), and no decisions (a v2 service knows no such topic; it holds a payout while a
+    step_up is open, as before).
+
+    >>> Outputs(contract_version=2).contract_version
+    2
+    """
+
+    contract_version: int = 3
+
+    def check(self) -> None:
+        if self.contract_version not in (2, 3):
+            raise ConfigError(f"outputs.contract_version: must be 2 or 3, got {self.contract_version}")
+
+
+@dataclass(frozen=True)
 class AllowEntry:
     """An allow-list entry: an account, IP or device whose restrictions are capped at alerts."""
 
@@ -137,6 +159,7 @@ class Config:
     policy: Policy = field(default_factory=Policy)
     windows: Windows = field(default_factory=Windows)
     keys: Keys = field(default_factory=Keys)
+    outputs: Outputs = field(default_factory=Outputs)
     detectors: tuple[str, ...] = DEFAULT_DETECTORS
     allow: tuple[AllowEntry, ...] = ()
     #: models are kept per shard, sharded like Kafka partitions, so replay and the live stream
@@ -148,6 +171,7 @@ class Config:
         self.policy.check()
         self.windows.check()
         self.keys.check()
+        self.outputs.check()
         for entry in self.allow:
             entry.check()
         unknown = set(self.detectors) - set(DEFAULT_DETECTORS)
@@ -226,7 +250,7 @@ def _env_sections() -> tuple[str, ...]:
     """The configuration's tables (``policy``, ``windows``, ``keys``): what an
     ``ATOGUARD_<SECTION>__<KEY>`` variable can set."""
     return tuple(f.name for f in dataclasses.fields(Config)
-                 if (f.type if isinstance(f.type, str) else f.type.__name__) in ("Policy", "Windows", "Keys"))
+                 if (f.type if isinstance(f.type, str) else f.type.__name__) in ("Policy", "Windows", "Keys", "Outputs"))
 
 
 def _build(cls: type, data: Mapping[str, Any], path: str) -> Any:
@@ -249,8 +273,8 @@ def _build(cls: type, data: Mapping[str, Any], path: str) -> Any:
 
 def _coerce(f: dataclasses.Field, value: Any, path: str) -> Any:
     kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
-    if kind in ("Policy", "Windows", "Keys"):
-        return _build({"Policy": Policy, "Windows": Windows, "Keys": Keys}[kind], value, path + ".")
+    if kind in ("Policy", "Windows", "Keys", "Outputs"):
+        return _build({"Policy": Policy, "Windows": Windows, "Keys": Keys, "Outputs": Outputs}[kind], value, path + ".")
     if kind == "float":
         if type(value) not in (int, float):
             raise ConfigError(f"{path}: expected a number, got {value!r}")

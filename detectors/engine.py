@@ -33,7 +33,7 @@ from detectors.context import Context, build_context
 from detectors.events import DeadLetter, Event, Verdict, decode_or_dead_letter
 from detectors.facts import FactSource, LocalFacts, SourceUpdate, source_updates
 from detectors.outputs import Output, alert_value, cloudevents_headers, command_value, deterministic_id, pseudonym
-from detectors import challenge
+from detectors import challenge, decisions
 from detectors.policy import Actor, Decision, decide, decide_answer, decide_verdict, with_recent
 from detectors.profile import DAY_MS, HOUR_MS, Profile
 from detectors.registry import build_detectors
@@ -168,11 +168,15 @@ class Engine:
     def _event(self, event: Event, profile: Profile) -> tuple[Output, ...]:
         self.counts["events"] += 1
         cfg = self.cfg
-        if profile.challenge is not None:
+        if profile.challenge is not None or profile.holds or profile.others:
             update.expire_challenge(profile, event.ts)
         if event.kind in c.CHALLENGE_KINDS:
             # no open challenge: a late or repeated answer changes nothing
             return self._answer(event, profile) if profile.challenge is not None else ()
+        # contract v3: a decided event gets a decision; one of a device or session no open
+        # challenge was put to gets a step_up of its own when risky
+        decided = self._v3 and event.kind in c.DECIDED_KINDS
+        own = decided and decisions.riding(profile, event.device_id, event.session_id) is None
         facts = self.facts.lookup(event)
         x = build_context(profile, event, cfg, facts)
         dets = self._detectors_for(event.account_id, event.topic)
@@ -189,13 +193,16 @@ class Engine:
         if not x.card_present:  # the card at a till is not part of an app sign-in
             findings, evidence = with_recent(profile.evidence, findings, event.ts)
         actor = Actor(event.device_id, event.session_id, event.ip, bool(x.device_trusted), self._cred_ms)
-        decision = decide(profile, event.account_id, event.ts, event.ip, event.device_id, findings, cfg, actor)
+        decision = decide(profile, event.account_id, event.ts, event.ip, event.device_id, findings, cfg, actor,
+                          own_challenge=own)
         outputs, alert_id, command_id = self._emit(event.account_id, event.event_id, event.ts, decision, findings, x) \
             if decision.alert or decision.action else ((), None, None)
         update.apply_decision(profile, decision, event.ts, alert_id=alert_id, evidence=evidence,
                               alerted=update.alerted_situation(alert_id, x) if alert_id else None,
                               command_id=command_id, device=event.device_id, session=event.session_id,
                               ip=event.ip)
+        if self._v3 and (decided or profile.holds):
+            outputs = self._decisions(event, profile, decision, outputs, decided)
         for d in dets:
             d.learn(x, decision.risk)
         strong = frozenset(f.family for f in findings if f.score >= 0.5) \
@@ -207,13 +214,14 @@ class Engine:
         """An answer (``challenge_passed`` / ``challenge_failed``) to the account's open challenge:
         learnt by :func:`detectors.update.record_answer`, then judged by
         :func:`detectors.policy.decide_answer`. An answer naming another command changes nothing."""
-        open_challenge = profile.challenge
-        if event.command_id is not None and event.command_id != open_challenge.command_id:
-            return ()
+        open_challenge = update.find_challenge(profile, event.command_id)
+        if open_challenge is None:
+            return ()  # closed, expired, or never issued
         ts = event.ts
         passed = event.kind == c.CHALLENGE_PASSED
-        strong = passed and challenge.is_strong(profile, event.method, event.device_id, event.attestation, ts)
-        update.record_answer(profile, event, open_challenge, strong, self.cfg)
+        trusted = passed and challenge.trusted_pass(profile, open_challenge, event.method)
+        strong = trusted and challenge.is_strong(profile, event.method, event.device_id, event.attestation, ts)
+        closed = update.record_answer(profile, event, open_challenge, strong, self.cfg, trusted)
         actor = Actor(event.device_id or open_challenge.device, event.session_id or open_challenge.session,
                       event.ip or open_challenge.ip, False, self._cred_ms)
         recent: list[Finding] = []
@@ -222,12 +230,41 @@ class Engine:
             recent, evidence = with_recent(profile.evidence, [challenge.failure_of(event.reason or "wrong_code")], ts)
         decision = decide_answer(profile, passed, event.method, event.reason, action=open_challenge.action,
                                  issued_at=open_challenge.issued_at, ts=ts, actor=actor, recent=recent,
-                                 cfg=self.cfg)
+                                 cfg=self.cfg, listed=open_challenge.methods)
         outputs, alert_id, command_id = self._emit(event.account_id, event.event_id, ts, decision, recent, None) \
             if decision.alert or decision.action else ((), None, None)
         update.apply_decision(profile, decision, ts, alert_id=alert_id, evidence=evidence, command_id=command_id,
                               device=actor.device, session=actor.session, ip=actor.ip)
+        if self._v3 and profile.holds:
+            if closed:  # the first trusted pass releases what waited on it; an abandoned one refuses it
+                outputs += decisions.resolve(profile, self.cfg, event.account_id, event.event_id, ts,
+                                             open_challenge.command_id, c.ALLOW if passed else c.DENY,
+                                             decision.risk, ("CHALLENGE_PASSED",) if passed else ("CHALLENGE_UNANSWERED",))
+            if decision.action in (c.FREEZE, c.CLOSE):
+                outputs += decisions.deny_all(profile, self.cfg, event.account_id, event.event_id, ts,
+                                              decision.risk, decision.reasons)
         return outputs
+
+    @property
+    def _v3(self) -> bool:
+        """Whether the engine writes contract v3 outputs (decisions; see :class:`detectors.config.Outputs`)."""
+        return self.cfg.outputs.contract_version >= 3
+
+    def _decisions(self, event: Event, profile: Profile, decision: Decision, outputs: tuple[Output, ...],
+                   decided: bool) -> tuple[Output, ...]:
+        """``outputs`` followed by the decisions of an event (contract v3): the resolutions of
+        the holds a freeze or close on it ends, then its own decision when it is decided."""
+        out = list(outputs)
+        if decision.action in (c.FREEZE, c.CLOSE):
+            out += decisions.deny_all(profile, self.cfg, event.account_id, event.event_id, event.ts,
+                                      decision.risk, decision.reasons)
+        if decided:
+            step_up = next((o.value for o in outputs if o.topic == c.COMMANDS and o.value["action"] == c.STEP_UP),
+                           None)
+            out.append(decisions.decide_event(profile, self.cfg, event.account_id, event.event_id, event.ts,
+                                              event.device_id, event.session_id, decision.risk, decision.reasons,
+                                              step_up))
+        return tuple(out)
 
     def _emit(self, account: str, trigger: str, ts: int, decision: Decision, findings: list[Finding],
               x: Context | None) -> tuple[tuple[Output, ...], str | None, str | None]:
@@ -251,7 +288,8 @@ class Engine:
             cmd = command_value(account_id=account, action=decision.action, reasons=decision.reasons,
                                 risk=decision.risk, issued_at=ts, expires_at=decision.expires_at,
                                 trigger_event_id=trigger, alert_id=alert_id, policy_version=pol.version,
-                                dry_run=pol.dry_run, key=cfg.keys.command_hmac, methods=decision.methods)
+                                dry_run=pol.dry_run, key=cfg.keys.command_hmac, methods=decision.methods,
+                                contract_version=cfg.outputs.contract_version)
             outputs.append(Output(c.COMMANDS, account, cmd))
             command_id = cmd["command_id"]
             self.counts["commands"] += 1
@@ -280,6 +318,8 @@ class Engine:
     def _verdict(self, verdict: Verdict, profile: Profile) -> tuple[Output, ...]:
         self.counts["verdicts"] += 1
         is_ato = verdict.label == "ato"
+        if profile.challenge is not None or profile.holds or profile.others:
+            update.expire_challenge(profile, verdict.ts)
         alerted = profile.alerted
         features: dict[str, float] = {}
         if alerted is not None and verdict.alert_id in (None, alerted.alert_id):
@@ -293,7 +333,16 @@ class Engine:
             outputs, alert_id, command_id = self._emit(verdict.account_id, verdict.verdict_id, verdict.ts,
                                                        decision, [], None)
         update.apply_decision(profile, decision, verdict.ts, alert_id=alert_id, command_id=command_id)
+        if is_ato:
+            # contract v3: an ato verdict closes every open step_up and refuses every held movement
+            for ch in update.open_challenges(profile):
+                if ch.action == c.STEP_UP:
+                    update.close_challenge(profile, ch, verdict.ts)
+            if self._v3 and profile.holds:
+                outputs += decisions.deny_all(profile, self.cfg, verdict.account_id, verdict.verdict_id, verdict.ts,
+                                              decision.risk, decision.reasons)
         return outputs
+
 
 
 def dead_letter_output(record: DeadLetter, key: bytes | None) -> Output:

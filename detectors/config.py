@@ -22,7 +22,7 @@ from typing import Any, Mapping
 
 from detectors.registry import REGISTRY as _REGISTRY
 
-__all__ = ["AllowEntry", "Config", "ConfigError", "DEFAULT_DETECTORS", "Keys", "Outputs", "Policy", "Windows"]
+__all__ = ["AllowEntry", "Config", "ConfigError", "DEFAULT_DETECTORS", "Keys", "Outputs", "Policy", "Stream", "Windows"]
 
 
 class ConfigError(ValueError):
@@ -88,6 +88,49 @@ class Windows:
         for f in dataclasses.fields(self):
             if getattr(self, f.name) <= 0:
                 raise ConfigError(f"windows.{f.name}: must be > 0, got {getattr(self, f.name)}")
+
+
+@dataclass(frozen=True)
+class Stream:
+    """What makes live equal replay (``docs/determinism.md``): the same values in replay and in
+    every runtime.
+
+    ``max_lateness_ms``: an input below its partition's highest processed ``ts`` minus this is
+    late (dead-lettered ``late``, changes nothing). ``max_idle_ms``: how long a caught-up worker
+    waits for a quiet input partition before it takes the others' records (live only).
+    ``dedup_hours``: how long (event time) an ``event_id`` is remembered to drop a re-sent event.
+    ``facts_delay_ms``, ``facts_bucket_ms``, ``facts_window``: the cross-account facts of an event
+    at ``ts`` are the records of all accounts below ``ts - facts_delay_ms`` (rounded down to a
+    bucket of ``facts_bucket_ms``), ``facts_window`` buckets of them. ``facts_wait_ms``: how long
+    a live worker (input caught up) waits for the facts' watermark before it decides without it.
+    """
+
+    max_lateness_ms: int = 30_000
+    max_idle_ms: int = 100
+    dedup_hours: float = 24.0
+    facts_delay_ms: int = 60_000
+    facts_bucket_ms: int = 60_000
+    facts_window: int = 90
+    facts_wait_ms: int = 2_000
+
+    def check(self) -> None:
+        for f in dataclasses.fields(self):
+            if getattr(self, f.name) < 0:
+                raise ConfigError(f"stream.{f.name}: must be >= 0, got {getattr(self, f.name)}")
+        if self.facts_bucket_ms <= 0 or self.facts_window <= 0:
+            raise ConfigError("stream.facts_bucket_ms and stream.facts_window must be > 0")
+        if self.dedup_hours * 3_600_000 < self.max_lateness_ms:
+            raise ConfigError("stream.dedup_hours must cover max_lateness_ms: an event older than the "
+                              "duplicate horizon must be late")
+
+    @property
+    def dedup_ms(self) -> int:
+        return int(self.dedup_hours * 3_600_000)
+
+    def facts(self):
+        """The facts' settings (:class:`detectors.facts.FactsSettings`)."""
+        from detectors.facts import FactsSettings
+        return FactsSettings(self.facts_delay_ms, self.facts_bucket_ms, self.facts_window)
 
 
 @dataclass(frozen=True)
@@ -159,6 +202,7 @@ class Config:
     policy: Policy = field(default_factory=Policy)
     windows: Windows = field(default_factory=Windows)
     keys: Keys = field(default_factory=Keys)
+    stream: Stream = field(default_factory=Stream)
     outputs: Outputs = field(default_factory=Outputs)
     detectors: tuple[str, ...] = DEFAULT_DETECTORS
     allow: tuple[AllowEntry, ...] = ()
@@ -171,6 +215,7 @@ class Config:
         self.policy.check()
         self.windows.check()
         self.keys.check()
+        self.stream.check()
         self.outputs.check()
         for entry in self.allow:
             entry.check()
@@ -197,6 +242,10 @@ class Config:
 
     def replace(self, **changes: Any) -> "Config":
         return dataclasses.replace(self, **changes)
+
+
+#: the configuration's tables, by type name
+_TABLES = {"Policy": Policy, "Windows": Windows, "Keys": Keys, "Stream": Stream, "Outputs": Outputs}
 
 
 def _unit(name: str, value: float) -> None:
@@ -247,10 +296,10 @@ def _apply_env(data: dict[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
 
 
 def _env_sections() -> tuple[str, ...]:
-    """The configuration's tables (``policy``, ``windows``, ``keys``): what an
+    """The configuration's tables (``policy``, ``windows``, ``keys``, ``outputs``): what an
     ``ATOGUARD_<SECTION>__<KEY>`` variable can set."""
     return tuple(f.name for f in dataclasses.fields(Config)
-                 if (f.type if isinstance(f.type, str) else f.type.__name__) in ("Policy", "Windows", "Keys", "Outputs"))
+                 if (f.type if isinstance(f.type, str) else f.type.__name__) in _TABLES)
 
 
 def _build(cls: type, data: Mapping[str, Any], path: str) -> Any:
@@ -273,8 +322,8 @@ def _build(cls: type, data: Mapping[str, Any], path: str) -> Any:
 
 def _coerce(f: dataclasses.Field, value: Any, path: str) -> Any:
     kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
-    if kind in ("Policy", "Windows", "Keys", "Outputs"):
-        return _build({"Policy": Policy, "Windows": Windows, "Keys": Keys, "Outputs": Outputs}[kind], value, path + ".")
+    if kind in _TABLES:
+        return _build(_TABLES[kind], value, path + ".")
     if kind == "float":
         if type(value) not in (int, float):
             raise ConfigError(f"{path}: expected a number, got {value!r}")

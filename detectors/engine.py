@@ -1,23 +1,22 @@
-"""The detection engine: one seam, ``process(input, state) -> Result``.
+"""The detection engine: one seam, ``process(record, state, facts) -> Result``.
 
-The engine takes one input - a decoded record, or a message's bytes with its topic, partition and
-offset - and the account's stored state (a :class:`~detectors.profile.Profile`, or None for an
-account not seen before), and returns a :class:`Result`: the outputs (commands, alerts, dead
-letters), the account's new state (or None when unchanged), whether the input was a duplicate, and
-the cross-account fact updates it carries. It never calls back into its caller. Replay, each stream
-runtime and the benchmarks are small loops around it: fetch the state by the message key, call
-:meth:`Engine.process_message`, write the outputs and the state.
+The engine takes one decoded input record, the account's stored state (a
+:class:`~detectors.profile.Profile`, or None for an account not seen before) and the
+cross-account facts of the record as of its ``ts`` (:mod:`detectors.facts`), and returns a
+:class:`Result`: the outputs (commands, alerts, decisions) and the account's new state. It never
+calls back into its caller and reads no clock. Decoding, order, duplicates, the facts and the
+stored state are the driver's (:mod:`streams.driver`), which replay, every stream runtime and the
+benchmarks share.
 
-Online models are the engine's own, one set per shard, sharded with Kafka's default partitioner so
-every model sees the same events in the same order whether fed from a file or from partitions.
+Online models are the engine's own, one set per shard; the driver gives each partition of the
+input topics its own shard, so a model learns from its partition's records in their order, in
+replay and live alike, and moves with its partition.
 
 >>> from detectors.events import DeviceEvent
 >>> engine = Engine()
 >>> r = engine.process(DeviceEvent("e1", "a1", 1764000000000, "login_success", device_id="d1"), None)
->>> r.outputs, r.state.n_events, r.duplicate
-((), 1, False)
->>> engine.process(DeviceEvent("e1", "a1", 1764000000000, "login_success", device_id="d1"), r.state).duplicate
-True
+>>> r.outputs, r.state.n_events
+((), 1)
 """
 
 from __future__ import annotations
@@ -30,8 +29,8 @@ from detectors import update
 from detectors.base import Detector, Finding
 from detectors.config import Config
 from detectors.context import Context, build_context
-from detectors.events import DeadLetter, Event, Verdict, decode_or_dead_letter
-from detectors.facts import FactSource, LocalFacts, SourceUpdate, source_updates
+from detectors.events import DeadLetter, Event, Verdict
+from detectors.facts import NO_FACTS, EventFacts
 from detectors.outputs import Output, alert_value, cloudevents_headers, command_value, deterministic_id, pseudonym
 from detectors import challenge, decisions
 from detectors.policy import Actor, Decision, decide, decide_answer, decide_verdict, with_recent
@@ -39,41 +38,21 @@ from detectors.profile import DAY_MS, HOUR_MS, Profile
 from detectors.registry import build_detectors
 from detectors.sharding import shard_of
 
-__all__ = ["Engine", "Result", "default_facts", "dead_letter_output"]
+__all__ = ["Engine", "Result", "dead_letter_output"]
 
 
 @dataclass(frozen=True, slots=True)
 class Result:
     """What one input did.
 
-    ``outputs``: the messages to write, in order (commands, alerts, or one dead letter).
-    ``state``: the account's new state, or None when it is unchanged (a duplicate, a dead letter).
-    ``duplicate``: the input's event id had already been applied to the account.
-    ``record``: the decoded input (None for a dead letter).
+    ``outputs``: the messages to write, in order (commands, alerts, decisions).
+    ``state``: the account's new state (the profile passed in, updated, or a new one).
+    ``record``: the input.
     """
 
-    outputs: tuple[Output, ...] = ()
-    state: Profile | None = None
-    duplicate: bool = False
-    record: Event | Verdict | None = None
-
-    @property
-    def dead_letter(self) -> bool:
-        return self.record is None
-
-    @property
-    def facts(self) -> tuple[SourceUpdate, ...]:
-        """The cross-account fact updates of the input (login edges, what an IP is)."""
-        return source_updates(self.record) if self.record is not None else ()
-
-
-def default_facts(cfg: Config) -> FactSource:
-    """Cross-account facts computed locally, with a MIDAS-R burst scorer when enabled."""
-    burst = None
-    if "login_burst" in cfg.detectors:
-        from detectors.burst_facts import BurstScorer
-        burst = BurstScorer(seed=cfg.seed)
-    return LocalFacts(burst=burst)
+    outputs: tuple[Output, ...]
+    state: Profile
+    record: Event | Verdict
 
 
 class Engine:
@@ -83,19 +62,14 @@ class Engine:
     ----------
     cfg
         The configuration; the default policy when omitted.
-    facts
-        Where cross-account facts come from; computed locally (:class:`LocalFacts`) when omitted.
     """
 
-    def __init__(self, cfg: Config | None = None, facts: FactSource | None = None) -> None:
+    def __init__(self, cfg: Config | None = None) -> None:
         self.cfg = cfg or Config()
-        self.facts = facts if facts is not None else default_facts(self.cfg)
         self._shards: dict[int, list[Detector]] = {}
         # per shard, the detectors that look at each topic (the per-event loop)
         self._by_topic: dict[int, dict[str, list[Detector]]] = {}
         self._cred_ms = int(self.cfg.windows.credential_change_hours * HOUR_MS)
-        self.counts = {"events": 0, "duplicates": 0, "verdicts": 0, "dead_letters": 0,
-                       "commands": 0, "alerts": 0}
 
     # -- models per shard ----------------------------------------------------------------------
     def detectors(self, account_id: str) -> list[Detector]:
@@ -114,59 +88,47 @@ class Engine:
                 t: [d for d in dets if t in d.topics] for t in (c.DEVICE, c.LOCATION, c.TRANSACTION)}
         return by_topic[topic]
 
+    def shard_state(self, shard: int) -> dict[str, bytes]:
+        """The models' state of one shard (rules have none): what the driver checkpoints."""
+        dets = self._shards.get(shard)
+        return {d.name: d.state() for d in dets} if dets is not None else {}
+
+    def load_shard(self, shard: int, states: dict[str, bytes] | None) -> None:
+        """Restore one shard's models (:meth:`shard_state`); None or {} makes them cold."""
+        dets = self._shards[shard] = build_detectors(self.cfg, shard)
+        self._by_topic.pop(shard, None)
+        for d in dets:
+            if states and d.name in states:
+                d.load_state(states[d.name])
+
+    def drop_shard(self, shard: int) -> None:
+        """Forget one shard's models (its partition moved to another worker)."""
+        self._shards.pop(shard, None)
+        self._by_topic.pop(shard, None)
+
     def snapshot(self) -> dict[int, dict[str, bytes]]:
-        """The models' state per shard (rules have none), for the worker's signed snapshots."""
-        return {shard: {d.name: d.state() for d in dets} for shard, dets in sorted(self._shards.items())}
+        """The models' state of every shard."""
+        return {shard: self.shard_state(shard) for shard in sorted(self._shards)}
 
     def restore(self, snapshot: dict[int, dict[str, bytes]]) -> None:
         for shard, states in snapshot.items():
-            dets = self._shards.get(shard)
-            if dets is None:
-                dets = self._shards[shard] = build_detectors(self.cfg, shard)
-            for d in dets:
-                if d.name in states:
-                    d.load_state(states[d.name])
+            self.load_shard(shard, states)
 
     # -- the seam -------------------------------------------------------------------------------
-    def process_message(self, topic: str, value: bytes | None, key: bytes | None, state: Profile | None, *,
-                        partition: int | None = None, offset: int | None = None,
-                        logical_topic: str | None = None) -> Result:
-        """Decode one raw message and process it; bad input becomes one dead-letter output.
-        ``state`` is the stored state of the account the message key names."""
-        record = decode_or_dead_letter(topic, value, key, partition=partition, offset=offset,
-                                       logical_topic=logical_topic)
-        if type(record) is DeadLetter:
-            self.counts["dead_letters"] += 1
-            return Result((dead_letter_output(record, key),))
-        return self.process(record, state)
-
-    def process(self, record: Event | Verdict, state: Profile | None) -> Result:
+    def process(self, record: Event | Verdict, state: Profile | None, facts: EventFacts = NO_FACTS) -> Result:
         """Apply one decoded record to its account's ``state`` (None: an account not seen
-        before). The state object passed in is updated and returned as the new state."""
+        before), with the cross-account ``facts`` as of the record's ``ts``. The state object
+        passed in is updated and returned as the new state."""
         if state is None:
             state = Profile()
-        elif state.has_seen(record.event_id):
-            self.counts["duplicates"] += 1
-            return Result((), None, True, record)
         if type(record) is Verdict:
             outputs = self._verdict(record, state)
         else:
-            outputs = self._event(record, state)
-        update.mark_seen(state, record.event_id)
-        return Result(outputs, state, False, record)
-
-    def run(self, records: Iterable[Event | Verdict], states: dict[str, Profile]) -> Iterator[Output]:
-        """The simplest driver: ``records`` in order, the accounts' states in the dict
-        ``states``; yields the outputs (replay, tests and benchmarks use it)."""
-        for record in records:
-            result = self.process(record, states.get(record.account_id))
-            if result.state is not None:
-                states[record.account_id] = result.state
-            yield from result.outputs
+            outputs = self._event(record, state, facts)
+        return Result(outputs, state, record)
 
     # -- events ---------------------------------------------------------------------------------
-    def _event(self, event: Event, profile: Profile) -> tuple[Output, ...]:
-        self.counts["events"] += 1
+    def _event(self, event: Event, profile: Profile, facts: EventFacts) -> tuple[Output, ...]:
         cfg = self.cfg
         if profile.challenge is not None or profile.holds or profile.others:
             update.expire_challenge(profile, event.ts)
@@ -177,7 +139,6 @@ class Engine:
         # challenge was put to gets a step_up of its own when risky
         decided = self._v3 and event.kind in c.DECIDED_KINDS
         own = decided and decisions.riding(profile, event.device_id, event.session_id) is None
-        facts = self.facts.lookup(event)
         x = build_context(profile, event, cfg, facts)
         dets = self._detectors_for(event.account_id, event.topic)
         findings: list[Finding] = []
@@ -282,7 +243,6 @@ class Engine:
                                 evidence=self._evidence(x, trigger), policy_version=pol.version,
                                 dry_run=pol.dry_run)
             outputs.append(Output(c.ALERTS, account, alert, cloudevents_headers(alert)))
-            self.counts["alerts"] += 1
         command_id = None
         if decision.action:
             cmd = command_value(account_id=account, action=decision.action, reasons=decision.reasons,
@@ -292,7 +252,6 @@ class Engine:
                                 contract_version=cfg.outputs.contract_version)
             outputs.append(Output(c.COMMANDS, account, cmd))
             command_id = cmd["command_id"]
-            self.counts["commands"] += 1
         return tuple(outputs), alert_id, command_id
 
     def _evidence(self, x: Context | None, trigger: str) -> list[dict[str, Any]]:
@@ -316,7 +275,6 @@ class Engine:
 
     # -- verdicts -------------------------------------------------------------------------------
     def _verdict(self, verdict: Verdict, profile: Profile) -> tuple[Output, ...]:
-        self.counts["verdicts"] += 1
         is_ato = verdict.label == "ato"
         if profile.challenge is not None or profile.holds or profile.others:
             update.expire_challenge(profile, verdict.ts)
@@ -342,7 +300,6 @@ class Engine:
                 outputs += decisions.deny_all(profile, self.cfg, verdict.account_id, verdict.verdict_id, verdict.ts,
                                               decision.risk, decision.reasons)
         return outputs
-
 
 
 def dead_letter_output(record: DeadLetter, key: bytes | None) -> Output:

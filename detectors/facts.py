@@ -1,35 +1,71 @@
-"""Cross-account facts: what is known about a network address or a device across accounts.
+"""Cross-account facts: what is known about a network address, a device or a payee across
+accounts, **as of a point in event time**.
 
-The engine judges one account at a time, but credential stuffing and device farms show only
-across accounts. A :class:`FactSource` answers, for the event being judged, how many accounts
-its IP and device have touched recently and how many of those logins failed, and how bursty its
-login edges are (MIDAS-R, :mod:`detectors.burst`).
+The engine judges one account at a time, but credential stuffing, device farms and mule payees
+show only across accounts. What the engine may know of other accounts is fixed by event time,
+never by arrival order (``docs/determinism.md``): the facts of an event at ``ts`` are made of the
+records of *all* accounts with ``ts`` below its **bound**, ``facts_bound(ts)``: ``ts`` minus
+``delay_ms``, rounded down to a bucket edge. Records are counted in epoch-aligned buckets of
+``bucket_ms``; the facts sum the ``window`` buckets below the bound.
 
-Two sources exist:
+* A :class:`SourceUpdate` is what one accepted input tells about a source (``ip:<address>``,
+  ``dev:<device>``, ``pay:<payee>``): a login edge, a payment edge, or what IP geolocation says the
+  address is. :func:`source_updates` derives them; the facts stage of a stream runtime re-keys
+  them by source (a repartition topic), replay feeds them straight in.
+* A :class:`FactsTable` holds the buckets and answers :meth:`FactsTable.facts` as of a bound. It
+  is a set union underneath: adding an update twice, or updates in any order, gives the same
+  answer, so the table only has to know that it has *every* update below the bound, which is what
+  the facts watermark says (``streams.driver``).
 
-* :class:`LocalFacts` computes the facts itself from the events it is shown, in order; ``atoguard
-  replay`` uses it, and so does a worker that owns a whole stream.
-* :class:`ExternalFacts` only stores facts handed to it from outside (the stream worker feeds it
-  from agents that see the login stream repartitioned by IP and by device).
+>>> t = FactsTable(FactsSettings(delay_ms=0, bucket_ms=60_000, window=60))
+>>> for i in range(5):
+...     t.add(SourceUpdate("ip:198.51.100.9", "login", f"a{i}", f"e{i}", 60_000 * 10 + i, failed=True))
+>>> t.facts(DeviceEvent("x", "a9", 60_000 * 11, "login_failure", ip="198.51.100.9"), 11).ip
+SourceFacts(accounts=5, failures=5, logins=5)
+>>> t.facts(DeviceEvent("x", "a9", 60_000 * 11, "login_failure", ip="198.51.100.9"), 10).ip  # bound before them
+SourceFacts(accounts=0, failures=0, logins=0)
 """
 
 from __future__ import annotations
 
+import math
+from bisect import insort
 from dataclasses import dataclass
-from typing import Protocol
 
-from detectors.events import DeviceEvent, Event, LocationEvent
+from detectors import contract as c
+from detectors.events import DeviceEvent, Event, LocationEvent, TransactionEvent
 
-__all__ = ["EventFacts", "ExternalFacts", "FactSource", "LocalFacts", "SourceFacts", "SourceUpdate",
-           "NO_FACTS", "source_updates"]
+__all__ = ["EventFacts", "FactsSettings", "FactsTable", "SourceFacts", "SourceUpdate", "NO_FACTS",
+           "source_updates"]
 
-HOUR_MS = 3_600_000
 LOGIN_KINDS = frozenset({"login_success", "login_failure"})
 
 
 @dataclass(frozen=True, slots=True)
+class FactsSettings:
+    """How far back and how fine the facts are (the same in replay and every runtime).
+
+    ``delay_ms``: the facts of an event at ``ts`` are made of records below ``ts - delay_ms``
+    (rounded down to a bucket edge): a live worker rarely waits for them. ``bucket_ms``: the
+    bucket width. ``window``: how many buckets the facts sum.
+    """
+
+    delay_ms: int = 60_000
+    bucket_ms: int = 60_000
+    window: int = 90
+
+    def bound(self, ts: int) -> int:
+        """The bucket index below which records count for an event at ``ts``.
+
+        >>> FactsSettings().bound(10 * 60_000 + 59_999), FactsSettings().bound(10 * 60_000 + 60_000)
+        (9, 10)
+        """
+        return (ts - self.delay_ms) // self.bucket_ms
+
+
+@dataclass(frozen=True, slots=True)
 class SourceFacts:
-    """Recent facts about one source (an IP or a device) across all accounts."""
+    """Recent facts about one source (an IP, a device or a payee) across all accounts."""
 
     accounts: int = 0
     failures: int = 0
@@ -38,7 +74,8 @@ class SourceFacts:
 
 @dataclass(frozen=True, slots=True)
 class EventFacts:
-    """The facts about the event's IP and device, and the burst score of its login edges (0..1)."""
+    """The facts about the event's IP, device and payee, and the burst value of its login
+    edges (0..1)."""
 
     ip: SourceFacts = SourceFacts()
     device: SourceFacts = SourceFacts()
@@ -46,35 +83,18 @@ class EventFacts:
     #: what IP geolocation said about the event's IP on any account (``ato.location`` ip_geo)
     ip_type: str | None = None
     asn: int | None = None
+    #: accounts that paid the event's payee (money out)
+    payee: SourceFacts = SourceFacts()
 
 
 NO_FACTS = EventFacts()
 _NO_SOURCE = SourceFacts()
 
 
-def _event_facts(ip: SourceFacts, device: SourceFacts, burst: float, ip_type: str | None,
-                 asn: int | None) -> EventFacts:
-    """``EventFacts(ip, device, burst, ip_type, asn)`` without the frozen dataclass's
-    ``__init__`` (one ``object.__setattr__`` a field): built once or twice per event."""
-    facts = _new(EventFacts)
-    _set_ip(facts, ip)
-    _set_device(facts, device)
-    _set_burst(facts, burst)
-    _set_ip_type(facts, ip_type)
-    _set_asn(facts, asn)
-    return facts
-
-
-_new = object.__new__
-_set_ip, _set_device, _set_burst, _set_ip_type, _set_asn = (
-    EventFacts.__dict__[name].__set__ for name in ("ip", "device", "burst", "ip_type", "asn"))
-
-
 @dataclass(frozen=True, slots=True)
 class SourceUpdate:
-    """What one input tells about a source (``ip:<address>`` or ``dev:<device id>``) across
-    accounts: a login edge (``kind`` ``"login"``), or what IP geolocation says the address is
-    (``kind`` ``"geo"``). A stream runtime sends these to the worker that owns the source."""
+    """What one input tells about a source: a login edge (``kind`` ``"login"``), a payment edge
+    (``"pay"``), or what IP geolocation says the address is (``"geo"``)."""
 
     source: str
     kind: str
@@ -106,153 +126,140 @@ def source_updates(record: object) -> tuple[SourceUpdate, ...]:
     if t is LocationEvent and record.ip and (record.ip_type or record.asn is not None):
         return (SourceUpdate("ip:" + record.ip, "geo", record.account_id, record.event_id, record.ts,
                              False, record.ip_type, record.asn),)
+    if t is TransactionEvent and record.counterparty_id and record.kind in c.MONEY_OUT_KINDS \
+            and record.channel != "pos":
+        return (SourceUpdate("pay:" + record.counterparty_id, "pay", record.account_id, record.event_id,
+                             record.ts),)
     return ()
 
 
-class FactSource(Protocol):
-    def lookup(self, event: Event) -> EventFacts:
-        """Facts for ``event``'s IP and device, the event itself included."""
+class _Source:
+    """One source's buckets: bucket index -> {event id: (account, failed)}; and a cache of the
+    last answer (the bound moves once a bucket, so most lookups hit it)."""
 
-
-class _Window:
-    """Counts of one source over the current and the previous hour window."""
-
-    __slots__ = ("start", "accounts", "prev_accounts", "failures", "prev_failures", "logins", "prev_logins",
-                 "_facts")
-
-    def __init__(self, start: int) -> None:
-        self.start = start
-        self.accounts: set[str] = set()
-        self.prev_accounts: set[str] = set()
-        self.failures = self.prev_failures = self.logins = self.prev_logins = 0
-        self._facts: SourceFacts | None = None  # facts() until the counts change
-
-    def roll(self, ts: int) -> None:
-        if ts - self.start < HOUR_MS:
-            return
-        self._facts = None
-        if ts - self.start < 2 * HOUR_MS:
-            self.prev_accounts, self.prev_failures, self.prev_logins = self.accounts, self.failures, self.logins
-        else:
-            self.prev_accounts, self.prev_failures, self.prev_logins = set(), 0, 0
-        self.accounts, self.failures, self.logins = set(), 0, 0
-        self.start = ts - (ts - self.start) % HOUR_MS
-
-    def add(self, account: str, failed: bool, max_accounts: int) -> None:
-        if len(self.accounts) < max_accounts:
-            self.accounts.add(account)
-        self.logins += 1
-        self.failures += failed
-        self._facts = None
-
-    def facts(self) -> SourceFacts:
-        facts = self._facts
-        if facts is None:
-            accounts = len(self.accounts | self.prev_accounts) if self.prev_accounts else len(self.accounts)
-            facts = self._facts = SourceFacts(accounts, self.failures + self.prev_failures,
-                                              self.logins + self.prev_logins)
-        return facts
-
-
-class LocalFacts:
-    """Computes cross-account facts from the login events it is shown, in order.
-
-    Parameters
-    ----------
-    max_sources
-        Sources kept before the stale ones (silent for two hours) are dropped.
-    max_accounts
-        Distinct accounts counted per source and window (a cap keeps memory bounded).
-    burst
-        A burst scorer with ``score(src_key, dst_key, ts, weight) -> float in [0, 1]`` or None.
-
-    >>> from detectors.events import DeviceEvent
-    >>> lf = LocalFacts()
-    >>> for i in range(3):
-    ...     f = lf.lookup(DeviceEvent(f"e{i}", f"a{i}", 1000 + i, "login_failure", ip="198.51.100.9"))
-    >>> f.ip
-    SourceFacts(accounts=3, failures=3, logins=3)
-    """
-
-    def __init__(self, max_sources: int = 500_000, max_accounts: int = 256, burst=None) -> None:
-        self.max_sources = max_sources
-        self.max_accounts = max_accounts
-        self.burst = burst
-        self._ips: dict[str, _Window] = {}
-        self._devices: dict[str, _Window] = {}
-        self._ip_info: dict[str, tuple[str | None, int | None]] = {}
-
-    def lookup(self, event: Event) -> EventFacts:
-        if type(event) is LocationEvent and event.ip and (event.ip_type or event.asn is not None):
-            if len(self._ip_info) >= self.max_sources:
-                self._ip_info.clear()
-            self._ip_info[event.ip] = (event.ip_type, event.asn)
-        if type(event) is not DeviceEvent or event.kind not in LOGIN_KINDS:
-            return self.peek(event)
-        failed = event.kind == "login_failure"
-        ip_facts = self._observe(self._ips, event.ip, event, failed)
-        dev_facts = self._observe(self._devices, event.device_id, event, failed)
-        burst = 0.0
-        if self.burst is not None:
-            weight = 2 if failed else 1
-            if event.ip:
-                burst = self.burst.score("ip:" + event.ip, event.account_id, event.ts, weight)
-            if event.device_id:
-                burst = max(burst, self.burst.score("dev:" + event.device_id, event.account_id, event.ts, weight))
-        return _event_facts(ip_facts, dev_facts, burst, *self._ip_info.get(event.ip, (None, None)))
-
-    def peek(self, event: Event) -> EventFacts:
-        """Facts for a non-login event, without counting it."""
-        ip = self._ips.get(event.ip) if event.ip else None
-        dev = self._devices.get(event.device_id) if event.device_id else None
-        info = self._ip_info.get(event.ip) if event.ip else None
-        if ip is None and dev is None and info is None:
-            return NO_FACTS
-        return _event_facts(ip.facts() if ip else _NO_SOURCE, dev.facts() if dev else _NO_SOURCE, 0.0,
-                            *(info or (None, None)))
-
-    def _observe(self, table: dict[str, _Window], key: str | None, event: Event, failed: bool) -> SourceFacts:
-        if not key:
-            return _NO_SOURCE
-        window = table.get(key)
-        if window is None:
-            if len(table) >= self.max_sources:
-                self._evict(table, event.ts)
-            window = table[key] = _Window(event.ts)
-        window.roll(event.ts)
-        window.add(event.account_id, failed, self.max_accounts)
-        return window.facts()
-
-    @staticmethod
-    def _evict(table: dict[str, _Window], now: int) -> None:
-        stale = [k for k, w in table.items() if now - w.start >= 2 * HOUR_MS]
-        for k in stale or list(table)[: len(table) // 10 + 1]:
-            del table[k]
-
-
-class ExternalFacts:
-    """Facts supplied from outside (the stream worker's IP and device agents)."""
+    __slots__ = ("buckets", "cached_bound", "cached")
 
     def __init__(self) -> None:
-        self._ips: dict[str, SourceFacts] = {}
-        self._devices: dict[str, SourceFacts] = {}
-        self._burst: dict[str, float] = {}
-        self._ip_info: dict[str, tuple[str | None, int | None]] = {}
+        self.buckets: dict[int, dict[str, tuple[str, bool]]] = {}
+        self.cached_bound = -1
+        self.cached: tuple[SourceFacts, float] = (_NO_SOURCE, 0.0)
 
-    def put_ip(self, ip: str, facts: SourceFacts, burst: float = 0.0,
-               ip_type: str | None = None, asn: int | None = None) -> None:
-        self._ips[ip] = facts
-        self._burst["ip:" + ip] = burst
-        if ip_type is not None or asn is not None:
-            self._ip_info[ip] = (ip_type, asn)
 
-    def put_device(self, device_id: str, facts: SourceFacts, burst: float = 0.0) -> None:
-        self._devices[device_id] = facts
-        self._burst["dev:" + device_id] = burst
+class FactsTable:
+    """Bucketed cross-account facts, answered as of a bound (see the module docstring).
 
-    def lookup(self, event: Event) -> EventFacts:
-        ip = self._ips.get(event.ip, SourceFacts()) if event.ip else SourceFacts()
-        dev = self._devices.get(event.device_id, SourceFacts()) if event.device_id else SourceFacts()
-        burst = max(self._burst.get("ip:" + (event.ip or ""), 0.0),
-                    self._burst.get("dev:" + (event.device_id or ""), 0.0))
-        return EventFacts(ip, dev, burst, *self._ip_info.get(event.ip or "", (None, None)))
+    ``burst_floor`` and ``burst_scale``: a source's logins in the last bucket below the bound, in
+    excess of its average bucket in the window, give the burst value: 0 up to ``burst_floor`` edges
+    more than usual, 1 at ``burst_floor * burst_scale``.
+    """
+
+    def __init__(self, settings: FactsSettings | None = None, burst_floor: float = 4.0,
+                 burst_scale: float = 10.0) -> None:
+        self.settings = settings or FactsSettings()
+        self.burst_floor = burst_floor
+        self.burst_scale = burst_scale
+        self._sources: dict[str, _Source] = {}
+        #: ip -> sorted [(ts, event_id, ip_type, asn)] from ip_geo fixes
+        self._geo: dict[str, list[tuple[int, str, str | None, int | None]]] = {}
+        self.updates = 0
+
+    # -- writing --------------------------------------------------------------------------------
+    def add(self, u: SourceUpdate) -> None:
+        """Add one update; adding the same update again changes nothing."""
+        self.updates += 1
+        if u.kind == "geo":
+            entries = self._geo.setdefault(u.source[3:], [])
+            entry = (u.ts, u.event_id, u.ip_type, u.asn)
+            if entry not in entries:
+                insort(entries, entry, key=_geo_key)
+            return
+        src = self._sources.get(u.source)
+        if src is None:
+            src = self._sources[u.source] = _Source()
+        b = u.ts // self.settings.bucket_ms
+        bucket = src.buckets.get(b)
+        if bucket is None:
+            bucket = src.buckets[b] = {}
+        bucket[u.event_id] = (u.account_id, u.failed)
+        if b < src.cached_bound:
+            src.cached_bound = -1
+
+    def evict(self, bound: int) -> None:
+        """Forget what no lookup with a bound of ``bound`` or more can need."""
+        low = bound - self.settings.window
+        dead = []
+        for key, src in self._sources.items():
+            old = [b for b in src.buckets if b < low]
+            for b in old:
+                del src.buckets[b]
+            if not src.buckets:
+                dead.append(key)
+        for key in dead:
+            del self._sources[key]
+        low_ms = low * self.settings.bucket_ms
+        for entries in self._geo.values():
+            # keep the last fix before the window: it still says what the address is
+            i = 0
+            while i + 1 < len(entries) and entries[i + 1][0] < low_ms:
+                i += 1
+            if i:
+                del entries[:i]
+
+    # -- reading --------------------------------------------------------------------------------
+    def source(self, key: str, bound: int) -> tuple[SourceFacts, float]:
+        """The facts and the burst value of one source over the window below ``bound``."""
+        src = self._sources.get(key)
+        if src is None:
+            return _NO_SOURCE, 0.0
+        if src.cached_bound == bound:
+            return src.cached
+        window = self.settings.window
+        accounts: set[str] = set()
+        logins = failures = last = 0
+        for b, bucket in src.buckets.items():
+            if bound - window <= b < bound:
+                n = len(bucket)
+                logins += n
+                if b == bound - 1:
+                    last = n
+                for account, failed in bucket.values():
+                    accounts.add(account)
+                    failures += failed
+        facts = SourceFacts(len(accounts), failures, logins) if logins else _NO_SOURCE
+        burst = 0.0
+        if last:
+            excess = last - (logins - last) / max(1, window - 1)
+            if excess > self.burst_floor:
+                burst = min(1.0, math.log(excess / self.burst_floor) / math.log(self.burst_scale))
+        src.cached_bound, src.cached = bound, (facts, burst)
+        return facts, burst
+
+    def geo(self, ip: str, bound: int) -> tuple[str | None, int | None]:
+        """What the last ip_geo fix below the bound said the address is."""
+        entries = self._geo.get(ip)
+        if not entries:
+            return None, None
+        limit = bound * self.settings.bucket_ms
+        for ts, _, ip_type, asn in reversed(entries):
+            if ts < limit:
+                return ip_type, asn
+        return None, None
+
+    def facts(self, event: Event, bound: int) -> EventFacts:
+        """The facts of ``event`` as of ``bound`` (:meth:`FactsSettings.bound` of its ``ts``)."""
+        ip, device, payee = event.ip, event.device_id, None
+        if type(event) is TransactionEvent and event.kind in c.MONEY_OUT_KINDS:
+            payee = event.counterparty_id
+        ip_facts, ip_burst = self.source("ip:" + ip, bound) if ip else (_NO_SOURCE, 0.0)
+        dev_facts, dev_burst = self.source("dev:" + device, bound) if device else (_NO_SOURCE, 0.0)
+        pay_facts = self.source("pay:" + payee, bound)[0] if payee else _NO_SOURCE
+        ip_type, asn = self.geo(ip, bound) if ip else (None, None)
+        burst = max(ip_burst, dev_burst) if type(event) is DeviceEvent and event.kind in LOGIN_KINDS else 0.0
+        if ip_facts is _NO_SOURCE and dev_facts is _NO_SOURCE and pay_facts is _NO_SOURCE and ip_type is None \
+                and asn is None:
+            return NO_FACTS
+        return EventFacts(ip_facts, dev_facts, burst, ip_type, asn, pay_facts)
+
+
+def _geo_key(entry: tuple) -> tuple[int, str]:
+    return entry[0], entry[1]

@@ -33,15 +33,24 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, metavar="OUT.jsonl", help="where to write commands, alerts and dead letters")
     parser.add_argument("--respond", metavar="LABELS.jsonl", default=None,
                         help="closed loop: answer challenges as the labelled people would (contract v2)")
+    parser.add_argument("--partitions", type=int, default=None, metavar="N",
+                        help="the input topics' partition count of the deployment to mirror: a line is a "
+                             "message on partition murmur2(account_id) mod N, and each partition has its own "
+                             "online models (default: ATOGUARD_PARTITIONS, else 6)")
     add_config_option(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
 
 
 def run(args: argparse.Namespace) -> int:
     from streams.replay import replay_file
+    from streams.settings import Settings
     cfg = load_policy(args)
+    partitions = args.partitions or Settings.from_env().partitions
+    if partitions < 1:
+        raise CliError(f"--partitions must be at least 1, not {partitions}", EXIT_USAGE)
     try:
-        summary = replay_file(args.input, args.out, cfg, progress=not args.quiet, respond=args.respond)
+        summary = replay_file(args.input, args.out, cfg, progress=not args.quiet, respond=args.respond,
+                              partitions=partitions)
     except FileNotFoundError as exc:
         raise CliError(f"{exc.filename}: no such file", EXIT_USAGE) from None
     if not args.quiet:

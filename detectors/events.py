@@ -268,7 +268,7 @@ FIELDS: dict[str, tuple[Field, ...]] = {
         Field("user_agent", _is_str, "string", False, _text, _TEXT),
         Field("is_emulator", _is_bool, "boolean"),
         Field("is_rooted", _is_bool, "boolean"),
-        Field("method", _is_str, "string", False, _one_of(frozenset(c.METHODS)), "|".join(c.METHODS)),
+        Field("method", _is_str, "string", False, _one_of(frozenset((*c.METHODS, c.ID_CHECK))), "|".join((*c.METHODS, c.ID_CHECK))),
         Field("command_id", _is_str, "string", False, _id, "1-128 characters"),
         Field("reason", _is_str, "string", False, _one_of(frozenset(c.FAILURE_REASONS)),
               "|".join(c.FAILURE_REASONS)),

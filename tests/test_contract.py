@@ -1,6 +1,7 @@
 """The wire contract in code: every kind decodes, every class of bad input is dead-lettered with
-its reason and original bytes, and the JSON Schema files agree with the decoder; v1 input stays
-valid under v2, and v2 commands are signed, schema-valid and tell the holder the way back."""
+its reason and original bytes, and the JSON Schema files agree with the decoder (v3: partners'
+signals too); v1 input stays valid under v2 and v3, v3 commands and decisions are signed,
+schema-valid and tell the holder the way back, and v2 commands are still written on request."""
 
 from __future__ import annotations
 
@@ -20,16 +21,18 @@ from detectors.events import (
     BadInput, DeadLetter, DeviceEvent, LocationEvent, TransactionEvent, Verdict, decode,
     decode_or_dead_letter, to_dict,
 )
-from detectors.outputs import command_value, sign, verify
+from detectors.outputs import command_value, decision_value, sign, verify
 
 SCHEMA_ROOT = Path(__file__).resolve().parents[1] / "schemas"
 SCHEMA_FILE = {c.DEVICE: "device", c.LOCATION: "location", c.TRANSACTION: "transaction",
-               c.VERDICTS: "verdict"}
+               c.VERDICTS: "verdict", c.SIGNALS: "signal"}
+#: the schemas this code implements (contract v3)
+VERSION = "v3"
 V1_KINDS = {c.DEVICE: c.DEVICE_KINDS - c.CHALLENGE_KINDS, c.LOCATION: c.LOCATION_KINDS,
             c.TRANSACTION: c.TRANSACTION_KINDS}
 
 
-def validator(name: str, version: str = c.CONTRACT_VERSION) -> jsonschema.Draft202012Validator:
+def validator(name: str, version: str = VERSION) -> jsonschema.Draft202012Validator:
     schema = json.loads((SCHEMA_ROOT / version / f"{name}.schema.json").read_text())
     jsonschema.Draft202012Validator.check_schema(schema)
     return jsonschema.Draft202012Validator(schema, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
@@ -40,7 +43,7 @@ def valid(v: jsonschema.Draft202012Validator, value) -> bool:
 
 
 VALIDATORS = {topic: validator(name) for topic, name in SCHEMA_FILE.items()}
-V1_VALIDATORS = {topic: validator(name, "v1") for topic, name in SCHEMA_FILE.items()}
+V1_VALIDATORS = {topic: validator(name, "v1") for topic, name in SCHEMA_FILE.items() if topic != c.SIGNALS}
 
 BASE = {"event_id": "e1", "account_id": "a1", "ts": 1764000000000}
 MINIMAL = {
@@ -266,20 +269,35 @@ def _field_values():
         "command_id": st.one_of(st.sampled_from(["cmd-1", "", "c" * 128, "c" * 129]), anything),
         "auth_method": st.one_of(st.sampled_from([*c.AUTH_METHODS, "magic"]), anything),
         "attestation": st.one_of(st.sampled_from([*c.ATTESTATIONS, "meh"]), anything),
+        # v3: partners' signals, a verdict's actor
+        "issuer": st.one_of(st.sampled_from(["https://idp.example", "", "x" * 1025]), anything),
+        "partner_role": st.one_of(st.sampled_from([*c.PARTNER_ROLES, "friend"]), anything),
+        "subject_format": st.one_of(st.sampled_from([*c.SUBJECT_FORMATS, "aadhaar"]), anything),
+        "event_ts": st.one_of(st.integers(-5, 10**13), anything),
+        "initiating_entity": st.one_of(st.sampled_from([*c.INITIATING_ENTITIES, "cat"]), anything),
+        "current_level": st.one_of(st.sampled_from(["high", ""]), anything),
+        "actor": st.one_of(st.sampled_from(["analyst-7", ""]), anything),
     }
 
 
 V2_FIELDS = ("method", "reason", "command_id", "auth_method", "attestation")
+V3_FIELDS = ("issuer", "partner_role", "subject_format", "event_ts", "initiating_entity", "current_level", "actor")
+#: every input topic's kinds (v3: partners' signals)
+V3_KINDS = {**c.KINDS, c.SIGNALS: c.SIGNAL_KINDS}
+SIGNAL_BASE = {"event_id": "s1", "account_id": "a1", "ts": 1, "kind": "credential_compromise",
+               "issuer": "https://mail.example", "partner_role": "email_provider", "subject_format": "email"}
 
 
 @st.composite
-def messages(draw, kinds=c.KINDS, skip=()):
+def messages(draw, kinds=V3_KINDS, skip=()):
     """A message of an input topic, a valid example with some fields replaced or removed."""
-    topic = draw(st.sampled_from(list(SCHEMA_FILE)))
+    topic = draw(st.sampled_from([t for t in SCHEMA_FILE if t in kinds or t == c.VERDICTS]))
     vals = {name: strategy for name, strategy in _field_values().items() if name not in skip}
     names = draw(st.sets(st.sampled_from(sorted(vals)), max_size=len(vals)))
     if topic == c.VERDICTS:
         base = {"verdict_id": "v1", "account_id": "a1", "ts": 1, "label": "ato", "source": "user"}
+    elif topic == c.SIGNALS:
+        base = {**SIGNAL_BASE, "kind": draw(st.sampled_from(sorted(kinds[topic])))}
     else:
         base = example(topic, draw(st.sampled_from(sorted(kinds[topic]))))
     obj = dict(base)
@@ -307,16 +325,17 @@ def test_decoder_and_json_schema_agree(message):
 
 
 @settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow], deadline=None)
-@given(messages(kinds=V1_KINDS, skip=V2_FIELDS))
+@given(messages(kinds=V1_KINDS, skip=V2_FIELDS + V3_FIELDS))
 def test_on_v1_input_the_decoder_agrees_with_the_v1_schemas_too(message):
     topic, obj = message
     assert _decodes(topic, obj) == valid(V1_VALIDATORS[topic], obj), obj
 
 
-# -- commands (v2) ------------------------------------------------------------------------------
+# -- commands (v3, and v2 on request) ------------------------------------------------------------
 
 KEY = "test-command-key"
-COMMAND_V2 = validator("command")
+COMMAND_V3 = validator("command")
+COMMAND_V2 = validator("command", "v2")
 COMMAND_V1 = validator("command", "v1")
 T = 1_764_000_000_000
 
@@ -335,11 +354,21 @@ COMMANDS = [
 
 
 @pytest.mark.parametrize("action,methods", COMMANDS)
-def test_commands_are_v2_valid_and_not_v1(action, methods):
+def test_commands_are_v3_valid_and_not_v2_nor_v1(action, methods):
     cmd = command(action, methods)
-    assert cmd["contract_version"] == c.COMMAND_CONTRACT_VERSION
+    assert cmd["contract_version"] == 3
+    assert valid(COMMAND_V3, cmd), list(COMMAND_V3.iter_errors(cmd))
+    assert not valid(COMMAND_V2, cmd) and not valid(COMMAND_V1, cmd)
+    assert ("methods" in cmd) == (action in c.METHOD_ACTIONS)
+    if methods is not None:
+        assert cmd["methods"] == methods
+
+
+@pytest.mark.parametrize("action,methods", COMMANDS)
+def test_a_v2_account_service_still_gets_v2_commands(action, methods):
+    cmd = command(action, methods, contract_version=2)
+    assert cmd["contract_version"] == 2
     assert valid(COMMAND_V2, cmd), list(COMMAND_V2.iter_errors(cmd))
-    assert not valid(COMMAND_V1, cmd)
     assert ("methods" in cmd) == (action in c.METHOD_ACTIONS)
     if methods is not None:
         assert cmd["methods"] == methods
@@ -374,16 +403,16 @@ def test_the_command_schema_rejects_a_broken_step_up(change):
     cmd = {**command(c.STEP_UP, ["face"]), **change}
     cmd = {k: v for k, v in cmd.items() if v is not DROP}
     cmd["signature"] = sign(cmd, KEY)
-    assert not valid(COMMAND_V2, cmd)
+    assert not valid(COMMAND_V3, cmd)
 
 
 def test_the_command_schema_wants_methods_on_freeze_and_forbids_them_elsewhere():
     freeze = command(c.FREEZE, ["face"])
     no_way_back = {k: v for k, v in freeze.items() if k != "methods"}
-    assert not valid(COMMAND_V2, no_way_back)
+    assert not valid(COMMAND_V3, no_way_back)
     for action in (c.UNFREEZE, c.CLOSE):
-        assert not valid(COMMAND_V2, {**command(action), "methods": ["face"]})
-        assert not valid(COMMAND_V2, {**command(action), "methods": []})
+        assert not valid(COMMAND_V3, {**command(action), "methods": ["face"]})
+        assert not valid(COMMAND_V3, {**command(action), "methods": []})
 
 
 @pytest.mark.parametrize("action,methods", [
@@ -392,6 +421,16 @@ def test_the_command_schema_wants_methods_on_freeze_and_forbids_them_elsewhere()
 def test_command_value_refuses_methods_the_contract_does_not_allow(action, methods):
     with pytest.raises(ValueError):
         command(action, methods)
+
+
+def test_a_command_listing_id_check_expires_no_sooner_than_three_hours_and_v2_drops_it():
+    step_up = command(c.STEP_UP, ["face", "id_check"], expires_at=T + 300_000)
+    assert step_up["expires_at"] == T + 3 * 3_600_000 and valid(COMMAND_V3, step_up)
+    assert "ID and a selfie" in step_up["message"]
+    freeze = command(c.FREEZE, ["passkey", "id_check"], expires_at=T + 24 * 3_600_000)
+    assert freeze["expires_at"] == T + 24 * 3_600_000
+    v2 = command(c.FREEZE, ["passkey", "id_check"], contract_version=2)
+    assert v2["methods"] == ["passkey"] and valid(COMMAND_V2, v2)
 
 
 def test_a_step_up_expires_no_sooner_than_two_minutes():
@@ -442,3 +481,63 @@ def test_labels_lines_of_the_contract_are_valid(line):
 ], ids=lambda line: "-".join(sorted(line)))
 def test_labels_lines_outside_the_contract_are_rejected(line):
     assert not valid(LABELS, line)
+
+
+def test_v3_labels_may_say_a_thief_passes_id_check():
+    assert valid(LABELS, {**INCIDENT, "attacker_passes": ["id_check"]})
+    assert valid(LABELS, {"account_id": "a1", "label": "enrolled", "methods": ["id_check"]})
+
+
+# -- decisions (v3) -----------------------------------------------------------------------------
+
+DECISION = validator("decision")
+
+
+def decision(kind: str, **overrides) -> dict:
+    args = dict(account_id="a1", event_id="e1", ts=T, decision=kind, command_id=None, methods=None,
+                expires_at=None, resolves=None, risk=0.2, reasons=(), policy_version="p1", dry_run=False, key=KEY)
+    return decision_value(**{**args, **overrides})
+
+
+DECISIONS = [
+    ("allow", {}),
+    ("hold", dict(command_id="c1", methods=["face", "id_check"], expires_at=T + 3 * 3_600_000, reasons=("NEW_DEVICE_LOGIN",))),
+    ("deny", dict(command_id="c2", reasons=("ACCOUNT_FROZEN",))),
+    ("allow", dict(command_id="c1", methods=["face"], expires_at=T + 60_000, resolves="d1", reasons=("CHALLENGE_PASSED",))),
+    ("deny", dict(command_id="c1", methods=["face"], expires_at=T + 60_000, resolves="d1")),
+]
+
+
+@pytest.mark.parametrize("kind,fields", DECISIONS, ids=lambda x: x if isinstance(x, str) else "-".join(sorted(x)))
+def test_decisions_carry_every_field_are_signed_and_schema_valid(kind, fields):
+    d = decision(kind, **fields)
+    assert valid(DECISION, d), list(DECISION.iter_errors(d))
+    assert set(d) == set(DECISION.schema["required"])  # null, never absent
+    assert verify(d, KEY) and not verify({**d, "decision": "allow" if kind != "allow" else "deny"}, KEY)
+    assert (d["message"] is None) == (kind == "allow")
+
+
+@pytest.mark.parametrize("change", [
+    {"decision": "maybe"}, {"resolves": DROP}, {"contract_version": 2}, {"methods": ["retina"]},
+    {"extra": 1}, {"risk": 1.5},
+], ids=lambda change: next(iter(change)))
+def test_the_decision_schema_rejects_a_broken_decision(change):
+    d = {**decision("hold", command_id="c1", methods=["face"], expires_at=T + 60_000), **change}
+    d = {k: v for k, v in d.items() if v is not DROP}
+    assert not valid(DECISION, d)
+
+
+def test_a_hold_names_its_challenge_and_a_resolution_is_never_a_hold():
+    assert not valid(DECISION, decision("hold"))
+    assert not valid(DECISION, decision("hold", command_id="c1", methods=["face"], expires_at=T, resolves="d1"))
+
+
+def test_the_decision_id_depends_on_the_event_and_the_hold_resolved():
+    assert decision("allow")["decision_id"] == decision("allow")["decision_id"]
+    assert decision("allow", resolves="d1")["decision_id"] != decision("allow")["decision_id"]
+    assert decision("allow", event_id="e2")["decision_id"] != decision("allow")["decision_id"]
+
+
+def test_dead_letter_reasons_of_v3_are_in_the_schema():
+    reasons = validator("dead-letter").schema["properties"]["reason"]["enum"]
+    assert set(reasons) == set(c.DEAD_LETTER_REASONS)

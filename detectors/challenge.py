@@ -38,6 +38,7 @@ them; a **failure** or a challenge left unanswered is evidence (:func:`failure_f
 from __future__ import annotations
 
 from detectors import contract as c
+from detectors import signals
 from detectors.base import Finding
 from detectors.profile import DAY_MS, Challenge, Profile
 
@@ -87,6 +88,8 @@ def compromised(profile: Profile, ts: int, cred_ms: int) -> set[str]:
     for kind, change in profile.creds.items():
         if kind in TAKES_OVER and 0 <= ts - change.ts <= cred_ms:
             out.update(TAKES_OVER[kind])
+    if profile.signals:  # partners' signals (contract v3): a mailbox or a number in other hands
+        out |= signals.removed_methods(profile, ts, cred_ms)
     for f in profile.failures:
         if 0 <= ts - f.ts <= FAILURE_MS:
             if f.reason == "denied":

@@ -29,10 +29,10 @@ from detectors import update
 from detectors.base import Detector, Finding
 from detectors.config import Config
 from detectors.context import Context, build_context
-from detectors.events import DeadLetter, Event, Verdict
+from detectors.events import DeadLetter, Event, Signal, Verdict
 from detectors.facts import NO_FACTS, EventFacts
 from detectors.outputs import Output, alert_value, cloudevents_headers, command_value, deterministic_id, pseudonym
-from detectors import challenge, decisions
+from detectors import challenge, decisions, signals
 from detectors.policy import Actor, Decision, decide, decide_answer, decide_verdict, with_recent
 from detectors.profile import DAY_MS, HOUR_MS, Profile
 from detectors.registry import build_detectors
@@ -129,12 +129,17 @@ class Engine:
 
     # -- events ---------------------------------------------------------------------------------
     def _event(self, event: Event, profile: Profile, facts: EventFacts) -> tuple[Output, ...]:
+        if type(event) is Signal:
+            return self._signal(event, profile)
         cfg = self.cfg
         if profile.challenge is not None or profile.holds or profile.others:
             update.expire_challenge(profile, event.ts)
+        lifted = signals.shared_on_lapse(profile, event.account_id, event.event_id, event.ts, cfg.policy.dry_run) \
+            if profile.shared is not None else []
         if event.kind in c.CHALLENGE_KINDS:
             # no open challenge: a late or repeated answer changes nothing
-            return self._answer(event, profile) if profile.challenge is not None else ()
+            out = self._answer(event, profile) if profile.challenge is not None else ()
+            return (*lifted, *out) if lifted else out
         # contract v3: a decided event gets a decision; one of a device or session no open
         # challenge was put to gets a step_up of its own when risky
         decided = self._v3 and event.kind in c.DECIDED_KINDS
@@ -153,6 +158,8 @@ class Engine:
         evidence = None
         if not x.card_present:  # the card at a till is not part of an app sign-in
             findings, evidence = with_recent(profile.evidence, findings, event.ts)
+        if profile.signals:  # the partners' word, beside the account's own evidence (never alone)
+            findings = signals.with_partners(profile, findings, event.ts, self._cred_ms)
         actor = Actor(event.device_id, event.session_id, event.ip, bool(x.device_trusted), self._cred_ms)
         decision = decide(profile, event.account_id, event.ts, event.ip, event.device_id, findings, cfg, actor,
                           own_challenge=own)
@@ -162,10 +169,17 @@ class Engine:
                               alerted=update.alerted_situation(alert_id, x) if alert_id else None,
                               command_id=command_id, device=event.device_id, session=event.session_id,
                               ip=event.ip)
+        if decision.action is not None:
+            outputs = (*outputs, *signals.shared_on_decision(
+                profile, event.account_id, event.event_id, event.ts, decision.action, decision.reasons, command_id,
+                session=event.session_id, dry_run=cfg.policy.dry_run))
+        if lifted:
+            outputs = (*lifted, *outputs)
         if self._v3 and (decided or profile.holds):
             outputs = self._decisions(event, profile, decision, outputs, decided)
+        learn_risk = signals.own_risk(findings, decision.risk) if profile.signals else decision.risk
         for d in dets:
-            d.learn(x, decision.risk)
+            d.learn(x, learn_risk)
         strong = frozenset(f.family for f in findings if f.score >= 0.5) \
             if decision.risk >= cfg.policy.step_up_at else frozenset()
         update.observe(profile, x, cfg, decision.risk, strong)
@@ -189,6 +203,8 @@ class Engine:
         evidence = None
         if not passed:
             recent, evidence = with_recent(profile.evidence, [challenge.failure_of(event.reason or "wrong_code")], ts)
+            if profile.signals:  # a partner's word corroborates a failed challenge
+                recent = signals.with_partners(profile, recent, ts, self._cred_ms)
         decision = decide_answer(profile, passed, event.method, event.reason, action=open_challenge.action,
                                  issued_at=open_challenge.issued_at, ts=ts, actor=actor, recent=recent,
                                  cfg=self.cfg, listed=open_challenge.methods)
@@ -196,6 +212,10 @@ class Engine:
             if decision.alert or decision.action else ((), None, None)
         update.apply_decision(profile, decision, ts, alert_id=alert_id, evidence=evidence, command_id=command_id,
                               device=actor.device, session=actor.session, ip=actor.ip)
+        if decision.action is not None:
+            outputs = (*outputs, *signals.shared_on_decision(
+                profile, event.account_id, event.event_id, ts, decision.action, decision.reasons, command_id,
+                session=event.session_id, failed=not passed, dry_run=self.cfg.policy.dry_run))
         if self._v3 and profile.holds:
             if closed:  # the first trusted pass releases what waited on it; an abandoned one refuses it
                 outputs += decisions.resolve(profile, self.cfg, event.account_id, event.event_id, ts,
@@ -205,6 +225,18 @@ class Engine:
                 outputs += decisions.deny_all(profile, self.cfg, event.account_id, event.event_id, ts,
                                               decision.risk, decision.reasons)
         return outputs
+
+    def _signal(self, signal: Signal, profile: Profile) -> tuple[Output, ...]:
+        """A partner's signal (contract v3): kept on the account as evidence of family
+        ``partner`` (:mod:`detectors.signals`). It decides nothing by itself: no command, no
+        alert, no decision; only a restriction shared earlier that has lapsed meanwhile is
+        shared as lifted."""
+        if profile.challenge is not None or profile.holds or profile.others:
+            update.expire_challenge(profile, signal.ts)
+        lifted = signals.shared_on_lapse(profile, signal.account_id, signal.event_id, signal.ts,
+                                         self.cfg.policy.dry_run) if profile.shared is not None else []
+        signals.remember(profile, signal, window_ms=self._cred_ms)
+        return tuple(lifted)
 
     @property
     def _v3(self) -> bool:
@@ -278,6 +310,8 @@ class Engine:
         is_ato = verdict.label == "ato"
         if profile.challenge is not None or profile.holds or profile.others:
             update.expire_challenge(profile, verdict.ts)
+        lifted = signals.shared_on_lapse(profile, verdict.account_id, verdict.verdict_id, verdict.ts,
+                                         self.cfg.policy.dry_run) if profile.shared is not None else []
         alerted = profile.alerted
         features: dict[str, float] = {}
         if alerted is not None and verdict.alert_id in (None, alerted.alert_id):
@@ -291,6 +325,12 @@ class Engine:
             outputs, alert_id, command_id = self._emit(verdict.account_id, verdict.verdict_id, verdict.ts,
                                                        decision, [], None)
         update.apply_decision(profile, decision, verdict.ts, alert_id=alert_id, command_id=command_id)
+        if lifted:
+            outputs = (*lifted, *outputs)
+        if decision.action is not None or is_ato:
+            outputs = (*outputs, *signals.shared_on_decision(
+                profile, verdict.account_id, verdict.verdict_id, verdict.ts, decision.action, decision.reasons,
+                command_id, verdict=verdict.label, dry_run=self.cfg.policy.dry_run))
         if is_ato:
             # contract v3: an ato verdict closes every open step_up and refuses every held movement
             for ch in update.open_challenges(profile):

@@ -55,9 +55,9 @@ __all__ = ["Actor", "Change", "Decision", "decide", "decide_verdict", "effective
 ALERT = "alert"
 MINUTE_MS = 60_000
 #: families whose findings may count towards an automatic close or corroborate a freeze
-CLOSE_FAMILIES = frozenset({"device", "location", "network", "credential", "money", "crowd", "challenge"})
+CLOSE_FAMILIES = frozenset({"device", "location", "network", "credential", "money", "crowd", "challenge", "partner"})
 #: families that point at a thief elsewhere, beyond the novelty of a device
-REMOTE_FAMILIES = frozenset({"location", "network", "credential", "crowd", "challenge"})
+REMOTE_FAMILIES = frozenset({"location", "network", "credential", "crowd", "challenge", "partner"})
 #: after a weak pass (a code, a push, the payment password), the device's novelty counts this much
 WEAK_PASS_WEIGHT = 0.5
 #: families that still count on a device or session that passed a strong challenge (and

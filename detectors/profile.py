@@ -27,7 +27,7 @@ import orjson
 
 __all__ = [
     "Address", "AlertedSituation", "AmountStats", "Centre", "Challenge", "CredentialChange", "Device",
-    "Evidence", "Failure", "Fix", "Hold", "Loan", "Mark", "Pass", "Payee", "Profile", "Restriction", "Seen",
+    "Evidence", "Failure", "Fix", "Hold", "Loan", "Mark", "PartnerNote", "Pass", "Payee", "Profile", "Restriction", "Seen",
     "Session", "State",
     "decode", "encode", "event_digest", "touch", "DAY_MS", "HOUR_MS", "FEATURE_NAMES", "FORMAT",
 ]
@@ -259,6 +259,17 @@ class Failure(_Record):
     ip: str | None = None
 
 
+class PartnerNote(_Record):
+    """A partner's signal (contract v3 ``ato.signals``) as evidence: when it came, its kind, the
+    partner's role, a digest of its issuer and its weight (:mod:`detectors.signals`)."""
+
+    ts: int
+    kind: str
+    role: str
+    issuer: str
+    weight: float
+
+
 def _dict() -> dict:
     return {}
 
@@ -299,6 +310,9 @@ class Profile(msgspec.Struct, array_like=True, gc=False):
     # -- contract v3; new fields go last so older stored profiles still load
     others: list[Challenge] = msgspec.field(default_factory=list)  # open challenges older than ``challenge``
     holds: list[Hold] = msgspec.field(default_factory=list)  # open holds, oldest first
+    # partners' signals (contract v3): recent signals, and the restriction shared as account_disabled
+    signals: list[PartnerNote] = msgspec.field(default_factory=list)
+    shared: str | None = None
 
     # -- queries ---------------------------------------------------------------------------------
     @property

@@ -57,6 +57,12 @@ _ROWS = [
     ("CHALLENGE_PASSED", "you confirmed it was you with the check we asked for", "challenge"),
     ("CHALLENGE_FAILED", "a failed identity check on your account", "challenge"),
     ("CHALLENGE_UNANSWERED", "an identity check on your account left unanswered", "challenge"),
+    # partners' signals (contract v3): what another service told us about the same person
+    ("PARTNER_EMAIL_PROVIDER", "a warning from your e-mail provider, who told us someone else may have got into your e-mail", "partner"),
+    ("PARTNER_IDENTITY_PROVIDER", "a warning from the service you sign in with, who told us someone else may have your sign-in details", "partner"),
+    ("PARTNER_CARRIER", "a warning from your mobile carrier, who told us your phone number recently moved to another SIM card or owner", "partner"),
+    ("PARTNER_LENDER", "a warning from another lender, who told us they stopped someone else using your identity", "partner"),
+    ("PARTNER_OTHER", "a warning from a partner service, who told us your account there may be in someone else's hands", "partner"),
     # decisions on payouts (contract v3)
     ("ACCOUNT_FROZEN", "payments and credit on your account paused for your protection", "restriction"),
     ("ACCOUNT_CLOSED", "your account closed to stop further loss", "restriction"),

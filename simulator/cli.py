@@ -51,6 +51,13 @@ example:
   atoguard simulate --accounts 2000 --days 14 --seed 1 --mix phishing_takeover=2x,session_hijack=2x,credential_stuffing=0.5x --out e.jsonl --labels l.jsonl
   atoguard simulate --accounts 500 --days 3 --rate-phishing-takeover 0.05 --out e.jsonl --labels l.jsonl
   atoguard simulate --accounts 1000 --days 2 --labels l.jsonl --to-kafka --rate 500
+  atoguard simulate --accounts 5000 --days 30 --seed 13 --partners --out e.jsonl --labels l.jsonl
+
+Partners (contract v3, "Partners' signals"): --partners adds lines of topic signals from an
+e-mail provider (phishing, stuffing, breach notices, holders' own password changes and
+sign-outs), a carrier (SIM swaps, holders' new SIMs) and another lender (the same thief),
+each seeing only part of it, some after the loss; --false-partner a lender whose every signal
+is false. See simulator/partners.py.
 """
 
 from __future__ import annotations
@@ -94,6 +101,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
                    help="share of phishing takeovers that are push-fatigue attacks (pass app_push) "
                         "instead of real-time relays (pass the one-time codes and payment_password); "
                         "default %(default)s")  # fmt: skip
+
+    g = parser.add_argument_group("partners' signals (contract v3, topic signals; simulator/partners.py)")
+    g.add_argument("--partners", action="store_true",
+                   help="an e-mail provider, a carrier and another lender report part of the attacks (many not, "
+                        "some after the loss) and some holders too (breach notices, own password changes, sign-outs)")
+    g.add_argument("--false-partner", action="store_true",
+                   help="add a lender that reports only false signals (account_disabled, credential_compromise) on "
+                        "3%% of ordinary accounts; works with or without --partners")
 
     g = parser.add_argument_group("output")
     g.add_argument("--out", help="events file (JSON Lines); required unless --to-kafka")
@@ -168,7 +183,15 @@ def run(args: argparse.Namespace) -> int:
     if args.respond and not args.to_kafka:
         print("atoguard simulate: --respond needs --to-kafka (offline, use atoguard replay --respond)", file=sys.stderr)
         return 2
-    sim = Simulation(config, label_stuffing_attempts=not args.no_attempt_labels)
+    partners = None
+    if getattr(args, "partners", False) or getattr(args, "false_partner", False):
+        if args.to_kafka:
+            print("atoguard simulate: --partners/--false-partner write signals lines to a file; the topic "
+                  "signals is not published yet (use --out and atoguard replay)", file=sys.stderr)
+            return 2
+        from simulator.partners import PartnerConfig
+        partners = PartnerConfig(honest=bool(args.partners), false_partner=bool(args.false_partner))
+    sim = Simulation(config, label_stuffing_attempts=not args.no_attempt_labels, partners=partners)
     if args.respond:
         return _run_responding(args, sim)
     if args.to_kafka:
@@ -185,6 +208,8 @@ def run(args: argparse.Namespace) -> int:
     rate = stats.events / stats.seconds if stats.seconds else 0.0
     print(f"{stats.events} events -> {where} in {stats.seconds:.1f} s ({rate:,.0f} events/s); "
           f"{len(labels)} incidents -> {args.labels}", file=sys.stderr)  # fmt: skip
+    if sim.partners is not None:
+        print(f"  {sim.partners.sent} partners' signals among them (topic signals)", file=sys.stderr)
     if not args.quiet:
         for name in sorted(by_scenario):
             print(f"  {name:28s} {by_scenario[name]}", file=sys.stderr)

@@ -152,7 +152,7 @@ def label_of(scenario: str) -> str:
 class Simulation:
     """One run: ``Simulation(config).run(sink, labels_path)``."""
 
-    def __init__(self, config: SimConfig, label_stuffing_attempts: bool = True) -> None:
+    def __init__(self, config: SimConfig, label_stuffing_attempts: bool = True, partners=None) -> None:
         self.config = config
         self.seed = config.seed
         self.label_stuffing_attempts = label_stuffing_attempts
@@ -161,6 +161,11 @@ class Simulation:
         self.routine = Routine(self.world, self.pop, config.seed, config.ipv6_share)
         self.jobs: dict[int, list] = {}
         self._plan()
+        # partners' signals (``--partners``, a simulator.partners.PartnerConfig), or None
+        self.partners = None
+        if partners is not None:
+            from simulator.partners import Partners
+            self.partners = Partners(self, partners)
 
     # -- planning ---------------------------------------------------------------------------
 
@@ -282,6 +287,8 @@ class Simulation:
                     tail = [e for d in sorted(world.buckets) for e in world.buckets[d]
                             if e[1] != TRANSACTION and _ts_of(e) < world.end_ms]
                     batch.extend(self._serialise(tail))
+                if self.partners is not None:
+                    batch = self.partners.merge(day, batch)
                 sink.write(batch)
                 stats.events += len(batch)
                 for t, _, _ in batch:
@@ -328,9 +335,11 @@ def _ts_of(entry) -> int:
     return orjson.loads(value_of(entry[1], entry[2]))["ts"]
 
 
-def simulate(config: SimConfig, out: str, labels: str, progress: bool = False, label_stuffing_attempts: bool = True) -> Stats:
-    """Write ``out`` (events, JSON Lines) and ``labels`` (incidents, JSON Lines) for ``config``."""
-    sim = Simulation(config, label_stuffing_attempts)
+def simulate(config: SimConfig, out: str, labels: str, progress: bool = False, label_stuffing_attempts: bool = True,
+             partners=None) -> Stats:
+    """Write ``out`` (events, JSON Lines) and ``labels`` (incidents, JSON Lines) for ``config``;
+    with ``partners`` (a :class:`simulator.partners.PartnerConfig`) the partners' signals too."""
+    sim = Simulation(config, label_stuffing_attempts, partners)
     return sim.run(FileSink(out), labels, progress)
 
 

@@ -1,16 +1,20 @@
-"""The v2 scoring of a closed loop (contract "Scoring (v2)"): who each command addresses, what
-it offers, who can pass it, and the figures built on that.
+"""The v3 scoring of a closed loop (contract "Scoring (v3)", which is v2's with any listed
+method): who each command addresses, which of its methods the account has, who can pass them,
+and the figures built on that.
 
 * The **person** of a command is the attacker of an ``ato`` incident when its
   ``trigger_event_id`` is one of that incident's ``event_ids``, the holder otherwise; when the
   trigger is an injected answer ``ch-<command_id>``, the person of that command (the chain is
   followed).
-* The **offered method** of a ``step_up`` or ``freeze`` is the first listed method the account
-  has enrolled (an account without an enrolment line has every method); when none is enrolled
-  it is :data:`NONE` (the account service reports ``not_enrolled``), which nobody passes.
+* The **listed enrolled methods** of a ``step_up`` or ``freeze`` are its methods the account has
+  enrolled (an account without an enrolment line has every method; every account has
+  ``id_check``). Any of them will do (v3): a command stops an attacker when the attacker passes
+  none of them, and locks a holder out when the holder passes none of them. The v2 **offered
+  method** (the first of them, :data:`NONE` when there is none) is kept for reference.
 * The **holder** passes the account's enrolled methods, narrowed by ``holder_passes`` of every
   labelled ``legit`` situation whose window ``[start_ts, end_ts + 24 h]`` holds the command,
-  also while an attack on the account is going on.
+  also while an attack on the account is going on, and always ``id_check``; the holder answers
+  with the first listed enrolled method they pass (``id_check``: a **slow check**).
 
 Everything is a pure function of the incidents, the decisions and the enrolment.
 
@@ -18,8 +22,11 @@ Everything is a pure function of the incidents, the decisions and the enrolment.
 >>> sc = Scoring([inc], {}, {"a": frozenset({"sms_otp", "face"})})
 >>> sms = Decision(2000, "step_up", 0.5, "c1", "e1", ("sms_otp", "face"))
 >>> face = Decision(2000, "step_up", 0.5, "c2", "e1", ("face", "sms_otp"))
->>> sc.offered("a", sms), sc.stops(inc, "a", sms), sc.stops(inc, "a", face)
-('sms_otp', False, True)
+>>> only_face = Decision(2000, "step_up", 0.5, "c3", "e1", ("face", "id_check"))
+>>> sc.offered("a", sms), sc.stops(inc, "a", sms), sc.stops(inc, "a", face), sc.stops(inc, "a", only_face)
+('sms_otp', False, False, True)
+>>> sc.holder_choice("a", only_face), sc.holder_choice("a", Decision(0, "step_up", 0.5, "c4", "h", ("passkey", "id_check")))
+('face', 'id_check')
 """
 
 from __future__ import annotations
@@ -32,9 +39,9 @@ from detectors import contract as c
 from .metrics import REPAY_WINDOW_MS, Decision, Incident, Verdict, _share, merge_intervals
 
 __all__ = [
-    "ALL_METHODS", "ANSWER_PREFIX", "FREEZE_ANSWER_MS", "HOUR_MS", "NONE", "Scoring",
-    "closes_without_verdict", "frozen_hours", "lockouts", "ordinary_challenges",
-    "repay_challenges", "situation_challenges",
+    "ALL_METHODS", "ANSWER_PREFIX", "FREEZE_ANSWER_MS", "HOUR_MS", "ID_CHECK_ANSWER_MS", "NONE", "Scoring",
+    "closes_without_verdict", "frozen_hours", "held_hours", "lockouts", "ordinary_challenges",
+    "repay_challenges", "situation_challenges", "slow_checks",
 ]
 
 HOUR_MS = 3_600_000
@@ -47,6 +54,8 @@ ANSWER_PREFIX = "ch-"
 #: A freeze's way back, when the holder passes it, ends the freeze this long after it (the
 #: closed-loop answer to a freeze comes 10 minutes of event time later).
 FREEZE_ANSWER_MS = 10 * 60_000
+#: ... 2 hours after it when the holder's way back is ``id_check`` (v3)
+ID_CHECK_ANSWER_MS = 2 * HOUR_MS
 
 
 class Scoring:
@@ -70,7 +79,13 @@ class Scoring:
     # -- who and what ----------------------------------------------------------------------
 
     def enrolled_of(self, account: str) -> frozenset[str]:
-        return self.enrolled.get(account, ALL_METHODS)
+        """The account's enrolled methods, ``id_check`` always among them (v3)."""
+        return self.enrolled.get(account, ALL_METHODS) | {c.ID_CHECK}
+
+    def listed_enrolled(self, account: str, d: Decision) -> tuple[str, ...]:
+        """The methods of ``d`` the account enrolled, in its order (empty without methods)."""
+        have = self.enrolled_of(account)
+        return tuple(m for m in d.methods or () if m in have)
 
     def offered(self, account: str, d: Decision) -> str | None:
         """The method the account service offers for ``d``: the first listed one the account
@@ -96,35 +111,44 @@ class Scoring:
 
     def holder_methods(self, account: str, ts: int) -> frozenset[str]:
         """What the holder passes at ``ts``: enrolled, narrowed by every situation around ts."""
-        can = self.enrolled_of(account)
+        can = self.enrolled.get(account, ALL_METHODS)
         for inc in self.situations.get(account, ()):
             if inc.holder_passes is not None and inc.start_ts <= ts <= inc.end_ts + REPAY_WINDOW_MS:
                 can = can & frozenset(inc.holder_passes)
-        return can
+        return can | {c.ID_CHECK}
+
+    def holder_choice(self, account: str, d: Decision) -> str | None:
+        """The method the holder answers ``d`` with: the first listed enrolled one they pass
+        (None: none, a lock-out)."""
+        can = self.holder_methods(account, d.ts)
+        return next((m for m in self.listed_enrolled(account, d) if m in can), None)
 
     def holder_passes(self, account: str, d: Decision) -> bool:
-        """Whether the holder passes the offered method of ``d`` (False without one)."""
-        m = self.offered(account, d)
-        return m is not None and m != NONE and m in self.holder_methods(account, d.ts)
+        """Whether the holder passes any listed enrolled method of ``d`` (False without one)."""
+        return self.holder_choice(account, d) is not None
+
+    def attacker_passes_any(self, inc: Incident, account: str, d: Decision) -> bool:
+        """Whether the attacker of ``inc`` passes any listed enrolled method of ``d``."""
+        passes = inc.attacker_passes or ()
+        return any(m in passes for m in self.listed_enrolled(account, d))
 
     # -- attacks ---------------------------------------------------------------------------
 
     def stops(self, inc: Incident, account: str, d: Decision) -> bool:
         """Whether ``d`` stops the attacker of ``inc`` (time window aside): a close; a freeze
-        without methods (v1 or empty) or whose way back the attacker does not pass; a step_up
-        to an attacker whose offered method they do not pass."""
+        without methods (v1 or empty) or none of whose listed enrolled methods the attacker
+        passes; a step_up to an attacker none of whose listed enrolled methods they pass."""
         if d.action == c.CLOSE:
             return True
         if d.action == c.FREEZE:
             if not d.methods:
                 return True
-            return self.offered(account, d) not in (inc.attacker_passes or ())
+            return not self.attacker_passes_any(inc, account, d)
         if d.action == c.STEP_UP and d.methods is not None:
             who = self.person(d)
             if who is None:
                 return False
-            passes = self.incidents[who].attacker_passes or ()
-            return self.offered(account, d) not in passes
+            return not self.attacker_passes_any(self.incidents[who], account, d)
         return False
 
     def stopped_before_loss(self, inc: Incident, ds: Sequence[Decision]) -> bool:
@@ -220,8 +244,9 @@ def frozen_hours(legit: Sequence[str], decisions: Mapping[str, Sequence[Decision
                 continue
             freezes += 1
             ends = [e for e in (d.expires_at, t1) if e is not None]
-            if sc.holder_passes(acc, d):
-                ends.append(d.ts + FREEZE_ANSWER_MS)
+            choice = sc.holder_choice(acc, d)
+            if choice is not None:
+                ends.append(d.ts + (ID_CHECK_ANSWER_MS if choice == c.ID_CHECK else FREEZE_ANSWER_MS))
                 lifted_by_way_back += 1
             nxt = next((u.ts for u in ds[i + 1:] if u.action == c.UNFREEZE and u.ts >= d.ts), None)
             if nxt is not None:
@@ -241,6 +266,45 @@ def frozen_hours(legit: Sequence[str], decisions: Mapping[str, Sequence[Decision
         "hours_per_frozen_account": _share(hours, accounts),
         "hours_per_account_per_30d": None if per_acc is None or days <= 0 else per_acc * 30 / days,
     }
+
+
+def slow_checks(legit: Sequence[str], decisions: Mapping[str, Sequence[Decision]], sc: Scoring,
+                days: float) -> dict[str, Any]:
+    """Legitimate accounts that answered with ``id_check`` (v3 slow checks): a step_up or freeze
+    addressed to the holder whose first listed enrolled method the holder passes is
+    ``id_check``. Checks, accounts, share of legitimate accounts, share per 30 days."""
+    checks = 0
+    accounts = 0
+    for acc in legit:
+        k = sum(1 for d in decisions.get(acc, ()) if d.action in (c.STEP_UP, c.FREEZE) and d.methods
+                and sc.person(d) is None and sc.holder_choice(acc, d) == c.ID_CHECK)
+        checks += k
+        accounts += k > 0
+    share = _share(accounts, len(legit))
+    return {"checks": checks, "accounts": accounts, "share": share,
+            "per_30d": None if share is None or days <= 0 else share * 30 / days}
+
+
+def held_hours(holds: Mapping[str, Sequence[Any]], legit: Sequence[str], t1: int | None,
+               days: float) -> dict[str, Any]:
+    """Hours decided events were held (v3): each ``hold`` from its ``ts`` until its resolution,
+    its ``expires_at`` or the end of the data; all holds, and those on legitimate accounts (per
+    legitimate account per 30 days)."""
+    legit_set = set(legit)
+    total_ms = legit_ms = n = n_legit = 0
+    for acc, ts, expires, resolved in holds.values():
+        if type(ts) is not int:
+            continue
+        ends = [e for e in (resolved, expires, t1) if type(e) is int]
+        span = max(0, min(ends) - ts) if ends else 0
+        n += 1
+        total_ms += span
+        if acc in legit_set:
+            n_legit += 1
+            legit_ms += span
+    per_acc = _share(legit_ms / HOUR_MS, len(legit))
+    return {"holds": n, "hours": total_ms / HOUR_MS, "legit_holds": n_legit, "legit_hours": legit_ms / HOUR_MS,
+            "legit_hours_per_account_per_30d": None if per_acc is None or days <= 0 else per_acc * 30 / days}
 
 
 def closes_without_verdict(decisions: Mapping[str, Sequence[Decision]], verdicts: Iterable[Verdict],

@@ -153,15 +153,16 @@ def run(args: argparse.Namespace) -> int:
     enrolled: dict[str, frozenset[str]] = {}
     verdicts: list[metrics.Verdict] = []
     withheld: set[str] = set()
+    holds: dict[str, list] = {}
     incidents = list(io.iter_incidents(args.labels, stats=stats["labels"], progress=progress,
                                        enrolled=enrolled))
     decisions = metrics.group_decisions(io.iter_decisions(args.out, stats=stats["outputs"],
                                                           progress=progress, verdicts=verdicts,
-                                                          withheld=withheld))
+                                                          withheld=withheld, holds=holds))
     summary = metrics.summarise_events(io.iter_events(args.events, stats=stats["events"],
                                                       progress=progress, verdicts=verdicts),
                                        incidents, metrics.freeze_times(incidents, decisions))
-    m = metrics.evaluate(incidents, decisions, summary, enrolled, verdicts, withheld)
+    m = metrics.evaluate(incidents, decisions, summary, enrolled, verdicts, withheld, holds)
     m["inputs"] = {name: dict(sorted(c.items())) for name, c in stats.items()}
 
     out_dir = report.write_report(m, args.report)

@@ -117,7 +117,7 @@ def _is_int(v: Any) -> bool:
 
 def _methods(v: Any) -> tuple[str, ...] | None:
     """A list of known challenge methods as a tuple; None when it is not one."""
-    if type(v) is not list or not all(m in c.METHODS for m in v):
+    if type(v) is not list or not all(m in c.METHODS or m == c.ID_CHECK for m in v):
         return None
     return tuple(v)
 
@@ -206,7 +206,8 @@ def _str(v: Any) -> str | None:
 
 def iter_decisions(path: str | os.PathLike[str], *, stats: Counter[str] | None = None,
                    progress: bool = False, verdicts: list[Verdict] | None = None,
-                   withheld: set[str] | None = None) -> Iterator[tuple[str, Decision]]:
+                   withheld: set[str] | None = None,
+                   holds: dict[str, list] | None = None) -> Iterator[tuple[str, Decision]]:
     """Yield ``(account_id, Decision)`` for each command and alert of an outputs file.
 
     Commands need ``account_id``, ``action`` (one of the contract's) and an integer
@@ -220,6 +221,8 @@ def iter_decisions(path: str | os.PathLike[str], *, stats: Counter[str] | None =
     lines (topics device, location, transaction, verdicts; counted as ``transcript_input``) are
     skipped, except that valid verdicts are appended to ``verdicts`` when it is a list; its
     ``withheld`` lines are counted and their event ids added to ``withheld`` when it is a set.
+    v3 ``decisions`` lines are counted; when ``holds`` is a dict it receives, per ``hold``,
+    ``decision_id -> [account, ts, expires_at, ts of its resolution or None]``.
     """
     stats = Counter() if stats is None else stats
     for msg in iter_messages(path, stats=stats, progress=progress, desc="outputs"):
@@ -260,6 +263,14 @@ def iter_decisions(path: str | os.PathLike[str], *, stats: Counter[str] | None =
                                 _str(value.get("trigger_event_id")), methods,
                                 int(expires) if _is_int(expires) else None,
                                 version if type(version) is int else None)
+        elif topic == c.DECISIONS:
+            stats[f"decision_{value.get('decision')}"] += 1
+            if holds is not None:
+                if value.get("decision") == c.HOLD and value.get("resolves") is None:
+                    holds[value.get("decision_id")] = [value.get("account_id"), value.get("ts"),
+                                                       value.get("expires_at"), None]
+                elif value.get("resolves") in holds:
+                    holds[value["resolves"]][3] = value.get("ts")
         elif topic == c.ALERTS:
             acc, ts = alert_account_id(value), value.get("time")
             risk = _risk(value.get("risk_score", 0), 100.0)

@@ -515,12 +515,14 @@ def is_v2(incidents: Iterable[Incident], decisions: Mapping[str, Sequence[Decisi
 
 def evaluate(incidents: Sequence[Incident], decisions: Mapping[str, Sequence[Decision]],
              s: EventSummary, enrolled: Mapping[str, frozenset[str]] | None = None,
-             verdicts: Sequence[Verdict] = (), withheld: set[str] | None = None) -> dict[str, Any]:
+             verdicts: Sequence[Verdict] = (), withheld: set[str] | None = None,
+             holds: Mapping[str, Sequence[Any]] | None = None) -> dict[str, Any]:
     """All figures, as one JSON-ready dictionary (the content of ``metrics.json``).
 
     ``enrolled`` (account -> enrolled methods, from the labels' enrolment lines), ``verdicts``
     (from the events file and the transcript) and ``withheld`` (event ids a closed-loop replay
-    withheld) feed the v2 figures; see :mod:`evaluation.challenges`.
+    withheld) feed the v2/v3 figures, ``holds`` (v3 hold decisions, from
+    :func:`evaluation.io.iter_decisions`) the hours held; see :mod:`evaluation.challenges`.
     """
     from . import challenges as ch
 
@@ -543,6 +545,8 @@ def evaluate(incidents: Sequence[Incident], decisions: Mapping[str, Sequence[Dec
         "lockouts": ch.lockouts(decisions, sc, len(s.first_seen)),
         "frozen": ch.frozen_hours(legit, decisions, sc, s.t1, s.days),
         "closes": ch.closes_without_verdict(decisions, verdicts, legit),
+        "slow_checks": ch.slow_checks(legit, decisions, sc, s.days),
+        "held": ch.held_hours(holds or {}, legit, s.t1, s.days),
     }
     precision = alert_precision(incidents, decisions)
     # the same incidents as the stopped-before-loss share: those with a loss to stop
@@ -572,7 +576,7 @@ def evaluate(incidents: Sequence[Incident], decisions: Mapping[str, Sequence[Dec
         "worst_benign_situation": worst_benign[0],
         "worst_benign_situation_frozen": worst_benign[1],
         "alert_precision": precision[ALERT]["precision"],
-        "scoring": "v2" if v2 else "v1",
+        "scoring": "v3" if v2 else "v1",
         "stopped_before_loss_by_scenario": {name: row["stopped_before_loss_share"]
                                             for name, row in attacks["scenarios"].items()},
         "challenged_on_ordinary_days_share": friction["ordinary_days"]["share"],
@@ -581,6 +585,9 @@ def evaluate(incidents: Sequence[Incident], decisions: Mapping[str, Sequence[Dec
         "locked_out_accounts": friction["lockouts"]["accounts"],
         "locked_out_share": friction["lockouts"]["share"],
         "legit_frozen_hours": friction["frozen"]["hours"],
+        "slow_checks_per_30d": friction["slow_checks"]["per_30d"],
+        "legit_hours_held": friction["held"]["legit_hours"],
+        "hours_held": friction["held"]["hours"],
         "closed_without_analyst_verdict": friction["closes"]["without_analyst_verdict"],
         "repay_freeze_rate_ratio": cohort["rate_ratio"],
         "repay_challenge_rate_ratio": cohort["challenge_rate_ratio"],
@@ -616,11 +623,12 @@ DEFINITIONS: dict[str, str] = {
                 "start_ts <= t <= end_ts.",
     "deadline": "first_loss_ts, or end_ts for an incident without loss.",
     "stopped before loss": "v1 scoring (labels and commands without v2 fields): a freeze or close on "
-                           "the account with start_ts <= issued_at <= first_loss_ts. v2 scoring: a "
+                           "the account with start_ts <= issued_at <= first_loss_ts. v3 scoring: a "
                            "command with start_ts - 1 h <= issued_at <= first_loss_ts that is a close; "
-                           "a freeze whose offered way back is not in attacker_passes, or with empty "
-                           "or no methods; or a step_up whose person is the attacker and whose "
-                           "offered method is not in attacker_passes. Shares are over the incidents "
+                           "a freeze none of whose listed enrolled methods is in attacker_passes, or with "
+                           "empty or no methods; or a step_up whose person is the attacker and none of "
+                           "whose listed enrolled methods is in attacker_passes (id_check is always "
+                           "enrolled). Shares are over the incidents "
                            "with a loss (column 'with loss').",
     "person (v2)": "the attacker of an ato incident when the command's trigger_event_id is in its "
                    "event_ids, the holder otherwise; a trigger ch-<command_id> (an injected "
@@ -634,13 +642,19 @@ DEFINITIONS: dict[str, str] = {
                                    "legitimate accounts and per 30 days.",
     "challenges per look-alike situation": "step_ups addressed to the holder within a legit "
                                            "situation's [start_ts, end_ts + 24 h], per situation.",
-    "lock-outs": "v2 step_ups addressed to a holder whose offered method the holder does not pass "
-                 "(or 'none'), on any account; counted as challenges and as accounts (share of all "
+    "lock-outs": "step_ups addressed to a holder none of whose listed enrolled methods the holder passes "
+                 "(v3: id_check is always enrolled and always passed by a holder), on any account; counted as challenges and as accounts (share of all "
                  "accounts seen in the events). Freezes addressed to a holder without a way back "
                  "they pass are counted apart.",
     "hours frozen": "per legitimate account, the union of its freezes, each lasting until the first "
-                    "of: its way back (the holder passes its offered method: +10 min, the "
-                    "closed-loop answer), the next unfreeze, expires_at, the last event time.",
+                    "of: its way back (the holder passes a listed enrolled method: +10 min, +2 h "
+                    "when that is id_check, the closed-loop answer), the next unfreeze, expires_at, "
+                    "the last event time.",
+    "slow checks (v3)": "legitimate accounts with a step_up or freeze addressed to the holder whose "
+                        "first listed enrolled method the holder passes is id_check; share of "
+                        "legitimate accounts per 30 days.",
+    "hours held (v3)": "per hold decision, from its ts to its resolution, its expires_at or the last "
+                       "event time; all holds and those on legitimate accounts.",
     "closed without analyst verdict": "close commands with no analyst verdict labelled ato on the "
                                       "account at or before issued_at (verdicts from the events "
                                       "file and the transcript).",

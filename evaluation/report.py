@@ -211,6 +211,8 @@ def _headline_items(m: Mapping[str, Any]) -> list[tuple[str, str]]:
             ("challenges per look-alike situation", rate(h["challenges_per_lookalike_situation"])),
             ("lock-outs (accounts, share of all)", f"{h['locked_out_accounts']} ({pct(h['locked_out_share'], 2)})"),
             ("hours frozen, legitimate accounts", num(h["legit_frozen_hours"], 1)),
+            ("slow checks (id_check) per 30 days", pct(h.get("slow_checks_per_30d"), 2)),
+            ("hours held, legitimate accounts / all", f"{num(h.get('legit_hours_held'), 1)} / {num(h.get('hours_held'), 1)}"),
             ("closed without analyst verdict", str(h["closed_without_analyst_verdict"])),
             ("repaid-in-24h rate ratio, freezes / challenges",
              f"{rate(h['repay_freeze_rate_ratio'])} / {rate(h['repay_challenge_rate_ratio'])}"),

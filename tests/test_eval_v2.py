@@ -1,4 +1,6 @@
-"""``atoguard eval`` under contract v2: persons, offered methods, who passes what, friction.
+"""``atoguard eval`` under contract v3 (v2's scoring with any listed method; ``id_check`` always
+enrolled and always passed by a holder): persons, listed enrolled methods, who passes what,
+friction (slow checks, hours held).
 
 Small tables of incidents and commands, each scored by hand. Times relative to T (M = minute,
 H = hour, D = day).
@@ -56,17 +58,19 @@ def test_the_person_of_a_command_follows_the_answer_chain(trigger, chain, person
 # -- stopped before loss ----------------------------------------------------------------------
 
 @pytest.mark.parametrize("d, enrolled, stopped", [
-    # a step_up to the attacker: stopped when the offered method is one they cannot pass
-    (step_up(T + 10 * M, "c", "a-login", ["sms_otp", "face"]), None, False),  # offered sms_otp: passes
-    (step_up(T + 10 * M, "c", "a-login", ["face", "sms_otp"]), None, True),  # offered face: fails
+    # a step_up to the attacker: stopped when they pass none of the listed enrolled methods
+    (step_up(T + 10 * M, "c", "a-login", ["sms_otp", "face"]), None, False),  # sms_otp listed: passes
+    (step_up(T + 10 * M, "c", "a-login", ["face", "sms_otp"]), None, False),  # any listed method will do
+    (step_up(T + 10 * M, "c", "a-login", ["face", "id_check"]), None, True),  # nothing he passes
     (step_up(T + 10 * M, "c", "a-login", ["face", "sms_otp"]), {"sms_otp"}, False),  # face not enrolled
     (step_up(T + 10 * M, "c", "a-login", ["face", "passkey"]), {"sms_otp"}, True),  # none enrolled
     (step_up(T + 10 * M, "c", "own-login", ["face"]), None, False),  # to the holder: no stop
     (step_up(T + 10 * M, "c", "a-login", None), None, False),  # a v1 step_up: no stop
     # a freeze: its way back
     (step_up(T + 10 * M, "c", "own-login", ["sms_otp"], "freeze"), None, False),  # the thief passes it
-    (step_up(T + 10 * M, "c", "own-login", ["face", "sms_otp"], "freeze"), None, True),
-    (step_up(T + 10 * M, "c", "own-login", ["face", "sms_otp"], "freeze"), {"sms_otp"}, False),
+    (step_up(T + 10 * M, "c", "own-login", ["face", "sms_otp"], "freeze"), None, False),
+    (step_up(T + 10 * M, "c", "own-login", ["face", "id_check"], "freeze"), None, True),
+    (step_up(T + 10 * M, "c", "own-login", ["face", "sms_otp"], "freeze"), {"face"}, True),
     (step_up(T + 10 * M, "c", "own-login", [], "freeze"), None, True),  # no way back at all
     (step_up(T + 10 * M, "c", "own-login", None, "freeze"), None, True),  # a v1 freeze counts
     (step_up(T + 10 * M, "c", "own-login", None, "close"), None, True),
@@ -76,7 +80,7 @@ def test_the_person_of_a_command_follows_the_answer_chain(trigger, chain, person
     (step_up(T + 30 * M, "c", "a-login", ["face"]), None, True),  # at the loss: held until decided
     (step_up(T + 31 * M, "c", "a-login", ["face"]), None, False),
 ])
-def test_stopped_before_loss_under_v2(d, enrolled, stopped):
+def test_stopped_before_loss_under_v3(d, enrolled, stopped):
     sc = scoring({"A": [d]}, None if enrolled is None else {"A": frozenset(enrolled)})
     assert sc.stopped_before_loss(SIM, [d]) is stopped
 
@@ -92,8 +96,9 @@ def test_the_offered_method_is_the_first_listed_one_enrolled():
 # -- friction ---------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("ts, methods, enrolled, locked", [
-    (T + 10 * M, ["app_push", "sms_otp"], None, True),  # new phone: the push cannot be approved
-    (T + 10 * M, ["sms_otp", "app_push"], None, False),
+    (T + 10 * M, ["app_push", "passkey"], None, True),  # new phone: neither on the old phone
+    (T + 10 * M, ["app_push", "sms_otp"], None, False),  # another listed method will do
+    (T + 10 * M, ["app_push", "id_check"], None, False),  # id_check: every holder passes it
     (T + H + 23 * H, ["app_push"], None, True),  # 24 h after the situation's end still counts
     (T + H + 25 * H, ["app_push"], None, False),  # after it: enrolled methods only
     (T + 10 * M, ["face"], {"sms_otp"}, True),  # nothing listed is enrolled
@@ -202,8 +207,8 @@ TRANSCRIPT = [
     _ev("ch-c1", "A", T + 5 * M + 30_000, "challenge_passed", method="sms_otp", command_id="c1"),
     _cmd("c2", "A", "freeze", T + 5 * M + 30_000, "ch-c1", ["face"], T + D),
     _line("withheld", {"event_id": "a-pay"}),
-    # the holder on a new phone: a push they cannot approve
-    _cmd("c3", "L", "step_up", T + 2 * M, "l-login", ["app_push", "sms_otp"], T + 4 * M),
+    # the holder on a new phone: a push they cannot approve, and a passkey they never enrolled
+    _cmd("c3", "L", "step_up", T + 2 * M, "l-login", ["app_push", "passkey"], T + 4 * M),
     _line("verdicts", {"verdict_id": "v2", "account_id": "L", "ts": T + 3 * M, "label": "legit", "source": "user"}),
     _line("dead-letter", {"topic": "device", "reason": "NOT_JSON", "value_b64": "eA=="}),
 ]
@@ -223,7 +228,7 @@ def run_eval(tmp_path: Path, transcript=TRANSCRIPT, labels=LABELS) -> dict:
 
 def test_a_transcript_is_scored_its_input_and_withheld_lines_skipped(tmp_path):
     m = run_eval(tmp_path)
-    assert m["headline"]["scoring"] == "v2"
+    assert m["headline"]["scoring"] == "v3"
     i = m["inputs"]["outputs"]
     assert i["transcript_input"] == 5 and i["withheld"] == 1 and i["dead_letter"] == 1
     assert i["command_step_up"] == 2 and i["command_freeze"] == 1 and "invalid_output" not in i
@@ -231,7 +236,7 @@ def test_a_transcript_is_scored_its_input_and_withheld_lines_skipped(tmp_path):
     # stopped: the freeze after the passed answer offers face, which the SIM thief lacks
     assert m["attacks"]["scenarios"]["sim_swap_payout"]["stopped_before_loss"] == 1
     assert m["attacks"]["all"]["events_withheld"] == 1
-    # the new phone's holder was offered app_push: a lock-out on 1 of the 2 accounts
+    # the new phone's holder passes none of app_push and passkey: a lock-out on 1 of the 2 accounts
     f = m["friction"]
     assert (f["lockouts"]["challenges"], f["lockouts"]["accounts"], f["lockouts"]["share"]) == (1, 1, 0.5)
     assert f["situations"]["challenges_per_situation"] == 1.0
@@ -290,3 +295,23 @@ def test_curve_cli_plots_several_runs(tmp_path, capsys):
     assert (tmp_path / "c" / "stopped_vs_friction.png").stat().st_size > 0
     assert main(["eval", "--curve", str(tmp_path / "nowhere"), "--report", str(tmp_path / "c")]) == 2
     assert "cannot read" in capsys.readouterr().err
+
+
+# -- v3: slow checks, hours held ------------------------------------------------------------------
+
+def test_a_holder_who_answers_with_id_check_is_a_slow_check_and_their_freeze_lasts_two_hours():
+    ds = [step_up(T + 10 * M, "c1", "l-login", ["passkey", "app_push", "id_check"]),
+          step_up(T + 3 * D, "c2", "l-login", ["face", "id_check"]),
+          step_up(T + 4 * D, "c3", "l-login", ["id_check"], "freeze")]
+    sc = scoring({"L": ds})
+    out = ch.slow_checks(["L"], {"L": ds}, sc, days=30)
+    assert (out["checks"], out["accounts"], out["per_30d"]) == (2, 1, 1.0)  # c1 (new phone) and c3
+    frozen = ch.frozen_hours(["L"], {"L": ds}, sc, T + 10 * D, days=30)
+    assert frozen["hours"] == 2.0 and frozen["lifted_by_way_back"] == 1
+
+
+def test_hours_held_run_to_the_resolution_or_the_expiry():
+    holds = {"h1": ["L", T, T + 3 * H, T + 30 * M], "h2": ["A", T, T + 3 * H, None], "h3": ["L", T, None, None]}
+    out = ch.held_hours(holds, ["L"], T + H, days=30)
+    assert out["holds"] == 3 and out["legit_holds"] == 2
+    assert out["legit_hours"] == 0.5 + 1.0 and out["hours"] == 0.5 + 1.0 + 1.0  # h2 and h3 end with the data

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from detectors import contract as c
 from detectors.events import FIELDS, BadInput, _decode_by_table, _fast_decode, decode
 
-TOPICS = (c.DEVICE, c.LOCATION, c.TRANSACTION, c.VERDICTS)
+TOPICS = (c.DEVICE, c.LOCATION, c.TRANSACTION, c.VERDICTS, c.SIGNALS)
 
 
 def outcome(fn, topic, value, key):
@@ -40,6 +40,10 @@ GOOD = {
     "country": "DE", "city": "Berlin", "asn": 3320, "ip_type": "mobile", "amount": 12.5, "currency": "EUR",
     "counterparty_id": "p1", "channel": "app", "balance_after": -3, "credit_limit": 1000.0, "lender_id": "L",
     "label": "ato", "source": "analyst", "alert_id": "al-1", "note": "n",
+    # partners' signals (v3)
+    "issuer": "https://mail.example", "partner_role": "email_provider", "subject_format": "email",
+    "event_ts": 1763999990000, "initiating_entity": "user", "change_type": "update", "credential_type": "password",
+    "current_level": "high", "previous_level": "low", "current_status": "compliant",
 }
 ODD = st.one_of(
     st.none(), st.booleans(), st.integers(-2**63, 2**64 - 1), st.floats(allow_nan=False, allow_infinity=False),
@@ -68,6 +72,9 @@ def messages(draw):
         obj["kind"] = draw(st.sampled_from(kinds))
     if topic == c.VERDICTS and draw(st.booleans()):
         obj["label"], obj["source"] = draw(st.sampled_from(sorted(c.VERDICT_LABELS))), "user"
+    if topic == c.SIGNALS and draw(st.booleans()):
+        obj["partner_role"] = draw(st.sampled_from([*c.PARTNER_ROLES, "bank"]))
+        obj["subject_format"] = draw(st.sampled_from([*c.SUBJECT_FORMATS, "fax"]))
     if draw(st.booleans()):
         obj["unknown_field"] = draw(ODD)
     key = draw(st.sampled_from([None, b"a1", b"a2", b"\xff", str(obj.get("account_id")).encode()]))

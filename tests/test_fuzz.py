@@ -4,7 +4,8 @@ Inputs are real simulated events mutated by hypothesis (a field dropped, retyped
 extreme, an unknown field or kind, the key of another account, the bytes truncated or replaced),
 plus arbitrary bytes. For every input: no exception escapes; a rejected input gives exactly one
 dead letter with a known reason, its original bytes, topic, partition and offset; the state of
-the other accounts is untouched. 100,000 decoder inputs and 3,000 engine inputs by default.
+the other accounts is untouched. 100,000 decoder inputs and 3,000 engine inputs by default,
+partners' signals (topic ``signals``) among them.
 """
 
 from __future__ import annotations
@@ -41,7 +42,22 @@ def _samples() -> list[dict]:
     return [r for group in by_kind.values() for r in group[:20]]
 
 
-SAMPLES = _samples()
+#: partners' signals (contract v3): a few of each role, as the SSF receiver writes them
+SIGNAL_SAMPLES = [
+    {"topic": c.SIGNALS, "value": {"event_id": f"sig-{i}", "account_id": "acct-000001", "ts": 1767571512792 + i,
+                                   "event_ts": 1767571500000, "kind": kind, "issuer": issuer, "partner_role": role,
+                                   "subject_format": fmt, **extra}}
+    for i, (kind, issuer, role, fmt, extra) in enumerate([
+        ("credential_compromise", "https://mail.example", "email_provider", "email", {}),
+        ("sessions_revoked", "https://mail.example", "email_provider", "email", {"initiating_entity": "user"}),
+        ("identifier_changed", "https://carrier.example", "carrier", "phone_number", {}),
+        ("account_disabled", "https://lender.example", "lender", "opaque", {"reason": "hijacking"}),
+        ("credential_change", "https://idp.example", "identity_provider", "iss_sub",
+         {"change_type": "update", "credential_type": "password"}),
+        ("risk_level_change", "https://other.example", "other", "opaque", {"current_level": "low"}),
+    ])
+]
+SAMPLES = _samples() + SIGNAL_SAMPLES
 INTS = st.integers(min_value=-(2 ** 63), max_value=2 ** 64 - 1)  # what JSON encoders write
 ODD_VALUES = st.one_of(
     st.none(), st.booleans(), INTS,
@@ -55,7 +71,7 @@ ODD_VALUES = st.one_of(
 def bad_inputs(draw) -> tuple[str, bytes, bytes | None]:
     """(logical topic, value bytes, key bytes) of a mutated or made-up input message."""
     line = draw(st.sampled_from(SAMPLES))
-    topic = draw(st.sampled_from([line["topic"], line["topic"], *c.INPUT_TOPICS]))
+    topic = draw(st.sampled_from([line["topic"], line["topic"], *c.INPUT_TOPICS, c.SIGNALS]))
     value = dict(line["value"])  # the values are flat: a shallow copy is a copy
     key: bytes | None = value["account_id"].encode()
     how = draw(st.sampled_from(["drop", "retype", "retype", "extra", "kind", "key", "truncate", "bytes",

@@ -49,8 +49,9 @@ __all__ = [
 
 #: every method, strongest first
 STRENGTH = ("passkey", "face", "app_push", "totp", "payment_password", "email_otp", "sms_otp")
-#: passes that prove the person is the holder: bound to the holder's device, or their face
-STRONG_METHODS = frozenset({"face", "passkey"})
+#: passes that prove the person is the holder: bound to the holder's device, their face, or their
+#: identity re-checked
+STRONG_METHODS = frozenset({"face", "passkey", "id_check"})  # id_check: a document and a live selfie
 #: methods a remote thief cannot hold (a push only until pushes are denied: push bombing)
 REMOTE_PROOF = ("passkey", "face", "app_push")
 #: methods that live on the holder's already trusted device

@@ -336,6 +336,10 @@ def decide_answer(profile: Profile, passed: bool, method: str, reason: str | Non
         # an account without the methods asked for is no evidence against the person: the
         # security team looks at it, the account service keeps holding what was asked
         return Decision(decision.risk, decision.reasons, None, True)
+    if decision.action is None and not decision.alert:
+        # the security team hears of every failed challenge (v3: the challenge may stay open, so
+        # the alert cooldown of the step_up would otherwise swallow it)
+        return Decision(decision.risk, decision.reasons, None, True, None, decision.change)
     return decision
 
 

@@ -20,7 +20,8 @@ from detectors.config import Config
 from detectors.engine import Engine
 from detectors.events import DeviceEvent, LocationEvent, TransactionEvent, to_dict
 from detectors.profile import DAY_MS, HOUR_MS, CredentialChange, Device, Failure, Pass, Profile
-from streams.respond import People, closed_loop
+from simulator.people import People
+from tests.loop import run_records, transcript_of
 from tests.test_policy import RULES_ONLY, THIEF, takeover_stream
 
 T0 = 1_764_000_000_000
@@ -46,9 +47,9 @@ ALL_FIRST = ["passkey", "face", "app_push", "payment_password", "totp", "email_o
 @pytest.mark.parametrize("case,profile,trusted,weak,expected", [
     ("a trusted device, nothing compromised: remote-proof first, then by how few thieves hold each",
      profile_with(), True, frozenset(), ALL_FIRST),
-    ("a new device: face first (it works on a new phone), the old device's methods last",
+    ("a new device: face first (it works on a new phone), no code a relay forwards, then id_check",
      profile_with(), False, frozenset(),
-     ["face", "payment_password", "totp", "email_otp", "sms_otp", "passkey", "app_push"]),
+     ["face", "passkey", "id_check"]),
     ("a SIM change: the SMS may ring on the thief's phone",
      profile_with(creds=[("sim_change", 2)]), True, frozenset(), [m for m in ALL_FIRST if m != "sms_otp"]),
     ("a phone number change: the same",
@@ -68,18 +69,18 @@ ALL_FIRST = ["passkey", "face", "app_push", "payment_password", "totp", "email_o
     ("not enrolled says nothing about the method",
      profile_with(failures=[("face", "not_enrolled")]), True, frozenset(), ALL_FIRST),
     ("a second risky moment after a weak pass: only what a relay cannot pass",
-     profile_with(), False, frozenset({"sms_otp"}), ["passkey", "face", "app_push"]),
+     profile_with(), False, frozenset({"sms_otp"}), ["passkey", "face", "app_push", "id_check"]),
     ("... and never the method passed weakly (a push fatigue victim's push)",
-     profile_with(), True, frozenset({"app_push"}), ["passkey", "face"]),
+     profile_with(), True, frozenset({"app_push"}), ["passkey", "face", "id_check"]),
 ])
 def test_methods_follow_the_evidence(case, profile, trusted, weak, expected):
     assert ch.methods_for(profile, NOW, device_trusted=trusted, weak_passed=weak, cred_ms=CRED_MS) == expected, case
 
 
 @pytest.mark.parametrize("remote,creds,failures,expected", [
-    (True, (), (), ["passkey", "face", "app_push"]),
-    (True, (), [("face", "mismatch")], ["passkey", "app_push"]),
-    (False, [("sim_change", 1)], (), ["passkey", "face", "app_push", "totp", "payment_password", "email_otp"]),
+    (True, (), (), ["passkey", "face", "app_push", "id_check"]),
+    (True, (), [("face", "mismatch")], ["passkey", "app_push", "id_check"]),
+    (False, [("sim_change", 1)], (), ["passkey", "face", "app_push", "totp", "payment_password", "email_otp", "id_check"]),
 ])
 def test_a_freeze_names_a_way_back_the_thief_in_view_cannot_hold(remote, creds, failures, expected):
     p = profile_with(creds=creds, failures=failures)
@@ -107,7 +108,7 @@ def test_a_pass_is_strong_for_face_passkey_or_a_long_bound_attested_device(metho
 def stepped_up():
     """The engine after the takeover stream's step-up (the new payee), and that command."""
     engine, states = Engine(Config(detectors=RULES_ONLY)), {}
-    outs = list(engine.run(takeover_stream()[:-1], states))
+    outs = list(run_records(engine, takeover_stream()[:-1], states))
     cmd = next(o.value for o in outs if o.topic == "commands")
     assert cmd["action"] == "step_up"
     return engine, states, cmd
@@ -125,22 +126,23 @@ def cmds_of(outs):
 
 def test_a_strong_pass_makes_the_device_known_good_and_later_behaviour_goes_unchallenged():
     engine, states, cmd = stepped_up()
-    assert cmds_of(engine.run([answer(cmd, "challenge_passed", "face")], states)) == []
+    assert cmds_of(run_records(engine, [answer(cmd, "challenge_passed", "face")], states)) == []
     p = states["a1"]
     assert p.challenge is None and p.state == "none" and p.devices["evil"].trust == 1
     assert p.passes["device:evil"].strong and p.is_good("device:evil", cmd["issued_at"] + HOUR_MS)
     cash_out = takeover_stream()[-1]
-    assert cmds_of(engine.run([cash_out], states)) == []
+    assert cmds_of(run_records(engine, [cash_out], states)) == []
 
 
 def test_a_weak_pass_answers_only_the_novelty_and_a_second_risky_moment_is_remote_proof():
     engine, states, cmd = stepped_up()
-    assert cmds_of(engine.run([answer(cmd, "challenge_passed", "payment_password")], states)) == []
     p = states["a1"]
+    p.challenge.methods.insert(0, "payment_password")  # a challenge that listed a weak method
+    assert cmds_of(run_records(engine, [answer(cmd, "challenge_passed", "payment_password")], states)) == []
     assert not p.passes["device:evil"].strong and not p.is_good("device:evil", cmd["issued_at"] + HOUR_MS)
-    outs = list(engine.run([takeover_stream()[-1]], states))  # the drain, from the same device
+    outs = list(run_records(engine, [takeover_stream()[-1]], states))  # the drain, from the same device
     (again,) = [o.value for o in outs if o.topic == "commands"]
-    assert again["action"] == "step_up" and again["methods"] == ["passkey", "face", "app_push"]
+    assert again["action"] == "step_up" and again["methods"] == ["passkey", "face", "app_push", "id_check"]
 
 
 def test_a_sign_in_with_a_passkey_counts_as_a_strong_pass_for_its_device():
@@ -149,9 +151,9 @@ def test_a_sign_in_with_a_passkey_counts_as_a_strong_pass_for_its_device():
     x1 = stream[30]
     strong_login = DeviceEvent(x1.event_id, "a1", x1.ts, "login_success", device_id="evil", ip=x1.ip,
                                auth_method="passkey")
-    outs = list(engine.run([*stream[:30], strong_login, *stream[31:]], states))
+    outs = list(run_records(engine, [*stream[:30], strong_login, *stream[31:]], states))
     assert cmds_of(outs) == [] and states["a1"].passes["device:evil"].strong
-    password_login = list(Engine(Config(detectors=RULES_ONLY)).run(stream, {}))
+    password_login = list(run_records(Engine(Config(detectors=RULES_ONLY)), stream, {}))
     assert cmds_of(password_login) != []
 
 
@@ -162,7 +164,7 @@ def test_a_sign_in_with_a_passkey_counts_as_a_strong_pass_for_its_device():
 ])
 def test_a_failed_challenge_is_evidence_weighed_with_the_sign_in(reason, expected):
     engine, states, cmd = stepped_up()
-    outs = list(engine.run([answer(cmd, "challenge_failed", "face", reason=reason)], states))
+    outs = list(run_records(engine, [answer(cmd, "challenge_failed", "face", reason=reason)], states))
     assert cmds_of(outs) == expected
     assert any(o.topic == "alerts" for o in outs)  # the security team hears of it either way
     assert states["a1"].failures[-1].reason == reason
@@ -177,36 +179,36 @@ def test_a_failed_challenge_is_evidence_weighed_with_the_sign_in(reason, expecte
 def test_an_answer_that_is_not_to_the_open_challenge_changes_nothing(case, make):
     engine, states, cmd = stepped_up()
     before = states["a1"].failures[:]
-    assert cmds_of(engine.run([make(cmd)], states)) == [], case
+    assert cmds_of(run_records(engine, [make(cmd)], states)) == [], case
     if case == "another command's id":
         assert states["a1"].challenge is not None and states["a1"].failures == before
 
 
 def test_a_second_answer_to_the_same_command_changes_nothing():
     engine, states, cmd = stepped_up()
-    list(engine.run([answer(cmd, "challenge_passed", "face")], states))
+    list(run_records(engine, [answer(cmd, "challenge_passed", "face")], states))
     again = DeviceEvent("ch-again", "a1", cmd["issued_at"] + 40_000, "challenge_failed", method="face",
                         reason="wrong_code", device_id="evil", command_id=cmd["command_id"])
-    assert cmds_of(engine.run([again], states)) == [] and not states["a1"].failures
+    assert cmds_of(run_records(engine, [again], states)) == [] and not states["a1"].failures
 
 
 def test_an_unanswered_step_up_counts_as_failed_for_the_next_event_of_that_device():
     engine, states, cmd = stepped_up()
     late = TransactionEvent("late", "a1", cmd["expires_at"] + MIN, "transfer_out", amount=1900.0,
                             counterparty_id="mule", balance_after=100.0, device_id="evil")
-    (freeze,) = [o.value for o in engine.run([late], states) if o.topic == "commands"]
+    (freeze,) = [o.value for o in run_records(engine, [late], states) if o.topic == "commands"]
     assert freeze["action"] == "freeze" and "CHALLENGE_UNANSWERED" in freeze["reasons"]
     assert states["a1"].failures[-1].reason == "timeout"
     # the same drain while the step-up is still open waits for its answer
     engine, states, cmd = stepped_up()
     early = TransactionEvent("early", "a1", cmd["issued_at"] + MIN, "transfer_out", amount=1900.0,
                              counterparty_id="mule", balance_after=100.0, device_id="evil")
-    assert cmds_of(engine.run([early], states)) == []
+    assert cmds_of(run_records(engine, [early], states)) == []
 
 
 def frozen():
     engine, states, cmd = stepped_up()
-    outs = list(engine.run([answer(cmd, "challenge_failed", "face", reason="wrong_code")], states))
+    outs = list(run_records(engine, [answer(cmd, "challenge_failed", "face", reason="wrong_code")], states))
     freeze = next(o.value for o in outs if o.topic == "commands")
     return engine, states, freeze
 
@@ -214,7 +216,7 @@ def frozen():
 def test_passing_a_freezes_way_back_lifts_it():
     engine, states, freeze = frozen()
     way_back = answer(freeze, "challenge_passed", freeze["methods"][0], delay_ms=10 * MIN)
-    outs = list(engine.run([way_back], states))
+    outs = list(run_records(engine, [way_back], states))
     assert cmds_of(outs) == [("unfreeze", ("CHALLENGE_PASSED",))] and states["a1"].state == "none"
 
 
@@ -224,17 +226,14 @@ def test_a_way_back_whose_channel_changed_hands_since_does_not_lift_the_freeze()
     engine.process(DeviceEvent("sim", "a1", t + MIN, "sim_change"), states["a1"])
     passed_by_sms = DeviceEvent("ch-x", "a1", t + 10 * MIN, "challenge_passed", method="sms_otp",
                                 command_id=freeze["command_id"])
-    outs = list(engine.run([passed_by_sms], states))
+    outs = list(run_records(engine, [passed_by_sms], states))
     assert cmds_of(outs) == [] and states["a1"].state == "frozen"
 
 
 # -- properties of the closed loop ---------------------------------------------------------------
 
 def transcript(records, people: People, cfg=Config(detectors=RULES_ONLY)) -> list[dict]:
-    lines = [orjson.dumps({"topic": r.topic, "value": to_dict(r)}) for r in records]
-    out = io.BytesIO()
-    closed_loop(iter(lines), Engine(cfg), people, out)
-    return [orjson.loads(line) for line in out.getvalue().splitlines()]
+    return transcript_of(records, people, cfg)
 
 
 behaviour = st.lists(st.tuples(
@@ -282,19 +281,22 @@ def test_a_holder_who_passes_every_challenge_strongly_is_never_frozen_on_behavio
         assert "freeze" not in actions and "close" not in actions
 
 
-def test_the_transcript_replays_to_the_same_commands():
-    """The input lines of a closed-loop transcript, replayed plainly, give the same commands."""
+def test_the_transcript_replays_to_the_same_commands(tmp_path):
+    """The input lines of a closed-loop transcript, replayed plainly, give the same commands and
+    decisions."""
+    from streams.replay import replay_file
+
     people = People()
     people.add_attack(THIEF, ["sms_otp"])
     people.enrolled["a1"] = frozenset({"sms_otp", "payment_password"})
     lines = transcript(takeover_stream() + takeover_stream("a2"), people)
-    commands = [m["value"] for m in lines if m["topic"] == "commands"]
-    assert any(c["trigger_event_id"].startswith("ch-") for c in commands)  # answers did trigger some
+    outputs = [m["value"] for m in lines if m["topic"] in ("commands", "decisions")]
+    assert any(m["topic"] == "device" and m["value"]["event_id"].startswith("ch-") for m in lines)  # answers fed
     inputs = [r for r in lines if r["topic"] in ("device", "location", "transaction", "verdicts")]
-    from streams.replay import replay_lines
-    again = [o.value for o in replay_lines(iter(orjson.dumps(r) for r in inputs), Engine(Config(detectors=RULES_ONLY)))
-             if o.topic == "commands"]
-    assert again == commands
+    (tmp_path / "in.jsonl").write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in inputs))
+    replay_file(tmp_path / "in.jsonl", tmp_path / "out.jsonl", Config(detectors=RULES_ONLY))
+    again = [orjson.loads(line) for line in (tmp_path / "out.jsonl").read_bytes().splitlines()]
+    assert [m["value"] for m in again if m["topic"] in ("commands", "decisions")] == outputs
 
 
 def test_in_shadow_mode_nobody_is_challenged_or_refused():

@@ -303,6 +303,7 @@ FIELDS: dict[str, tuple[Field, ...]] = {
         Field("source", _is_str, "string", True, _one_of(c.VERDICT_SOURCES), "analyst|user"),
         Field("alert_id", _is_str, "string", False, _id, "1-128 characters"),
         Field("note", _is_str, "string", False, lambda v: len(v) <= 4096, "at most 4096 characters"),
+        Field("actor", _is_str, "string", False, _text, _TEXT),  # v3: who gave it (pseudonymous)
     ),
     c.SIGNALS: _COMMON[:4] + (
         Field("issuer", _is_str, "string", True, _text, _TEXT),

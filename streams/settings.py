@@ -176,6 +176,7 @@ class Settings:
 ENVIRONMENT: dict[str, str] = {
     **{ENV_PREFIX + f.name.upper(): f"Kafka settings: {f.name}" for f in dataclasses.fields(Settings)},
     "ATOGUARD_CONFIG": "policy/engine configuration file (TOML), like --config",
+    "ATOGUARD_ENGINE": "engine kernels: auto (native when built, the default), native or python",
     "ATOGUARD_APP_ID": "atoguard run: consumer group and internal topic prefix",
     "ATOGUARD_INSTANCE_ID": "atoguard run: static group membership id",
     "ATOGUARD_STORE": "atoguard run: table store, rocksdb or memory",

@@ -89,6 +89,7 @@ import struct
 
 import numpy as np
 
+from detectors import native
 from detectors.burst.sketch import (
     EDGE_MULTIPLIER,
     edge_buckets,
@@ -212,7 +213,13 @@ class MidasR:
         one = self._one
         if one is None:
             self._ensure_state()
-            one = self._one = _Cells(self._base, self._hits, self._total, float(self.factor))
+            module = native.module()
+            one = self._one = (_Cells(self._base, self._hits, self._total, float(self.factor)) if module is None
+                               else _NativeCells(module, self))
+        if one.core is not None:  # the same steps in Rust (detectors.native)
+            new_tick = self._tick is not None and tick != self._tick
+            self._tick = tick
+            return one.core.score_one(src & 0xFFFFFFFF, dst & 0xFFFFFFFF, tick, new_tick)
         if self._tick is not None and tick != self._tick:
             one.epoch += 1  # the decay of every cell, owed until the cell is next touched
         self._tick = tick
@@ -508,6 +515,7 @@ class _Cells:
     """
 
     __slots__ = ("base", "hits", "total", "when", "epoch", "factor", "shift", "exact")
+    core = None  # (see _NativeCells)
 
     def __init__(self, base: np.ndarray, hits: np.ndarray, total: np.ndarray, factor: float) -> None:
         self.base, self.hits, self.total = base.tolist(), hits.tolist(), total.tolist()
@@ -554,6 +562,25 @@ class _Cells:
         base[:] = b
         hits[:] = h
         total[:] = self.total
+
+
+class _NativeCells:
+    """The state of :meth:`MidasR.score_one` in Rust (``atoguard_native.MidasCells``, see
+    :mod:`detectors.native`): the steps of :class:`_Cells` and of ``score_one``, bit for bit."""
+
+    __slots__ = ("core",)
+
+    def __init__(self, module, model: MidasR) -> None:
+        self.core = module.MidasCells(model._params.ravel().tolist(), model.rows, model.buckets,
+                                      float(model.factor), model._base.tolist(), model._hits.tolist(),
+                                      model._total.tolist())
+
+    def store(self, base: np.ndarray, hits: np.ndarray, total: np.ndarray) -> None:
+        """Bring every cell up to date and copy them into the arrays."""
+        b, h, s = self.core.store()
+        base[:] = b
+        hits[:] = h
+        total[:] = s
 
 
 def _is_int(x: object) -> bool:

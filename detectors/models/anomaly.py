@@ -87,6 +87,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from river import anomaly, compose, preprocessing
 
+from detectors import native
 from detectors.base import Finding
 from detectors.models import _snapshot
 from detectors.models.calibration import PercentileCalibrator
@@ -158,7 +159,7 @@ class _Group:
     """
 
     __slots__ = ("pipeline", "scaler", "hst", "calibrator", "n_learned", "n_skipped", "names", "lo", "hi",
-                 "span", "forest")
+                 "span", "forest", "native")
 
     def __init__(self, group: str, pipeline: compose.Pipeline, calibrator: PercentileCalibrator,
                  n_learned: int = 0, n_skipped: int = 0) -> None:
@@ -169,7 +170,13 @@ class _Group:
         self.n_skipped = n_skipped
         self.names = tuple(k for k, *_ in FEATURES[group])
         self._ranges()
-        self.forest = _Forest(self.hst, self.names) if self.hst.trees else None
+        self.native = native.module()  # the Rust kernels (detectors.native), or None: Python
+        self.forest = self._forest() if self.hst.trees else None
+
+    def _forest(self) -> "_Forest":
+        if self.native is None:
+            return _Forest(self.hst, self.names)
+        return _NativeForest(self.hst, self.names, self.native)
 
     def _ranges(self) -> None:
         mins, maxs = self.scaler.min, self.scaler.max  # (defaultdicts: read without inserting)
@@ -179,6 +186,8 @@ class _Group:
 
     def scale(self, v: list[float]) -> list[float]:
         """``scaler.transform_one(v)`` (same arithmetic, as a list), without touching the scaler."""
+        if self.native is not None:
+            return self.native.scale(v, self.lo, self.span)
         return [(xi - a) / d if d else 0.0 for xi, a, d in zip(v, self.lo, self.span)]
 
     def score(self, s: list[float]) -> float | None:
@@ -198,7 +207,7 @@ class _Group:
                 break
         if self.forest is None:  # River builds its trees on the first observation
             self.hst.learn_one(dict(zip(self.names, s)))
-            self.forest = _Forest(self.hst, self.names)
+            self.forest = self._forest()
         else:
             self.forest.learn(s)
 
@@ -326,6 +335,36 @@ class _Forest:
             node.r_mass, node.l_mass = r, m
         self.hst.counter = self.counter
         self.hst._first_window = self.first_window
+
+
+class _NativeForest(_Forest):
+    """:class:`_Forest` with its walks in Rust (``atoguard_native.HalfSpaceForest``, see
+    :mod:`detectors.native`): the same floating-point operations in the same order, so the same
+    scores to the bit; the masses are counted along each path as the vector is learnt (no
+    ``pending``). The Python lists are brought up to date by :meth:`sync` only."""
+
+    __slots__ = ("core",)
+
+    def __init__(self, hst: anomaly.HalfSpaceTrees, names: tuple[str, ...], module) -> None:
+        super().__init__(hst, names)
+        self.core = module.HalfSpaceForest(
+            self.feature, self.threshold, self.left, self.right, self.depth, self.roots, self.r_mass,
+            self.l_mass, self.counter, self.first_window, self.window, self.limit, float(self.max_score),
+            hst.height)
+
+    def score(self, s: list[float]) -> float:
+        return self.core.score(s)
+
+    def learn(self, s: list[float]) -> None:
+        if self.core.learn(s):  # the masses pivoted: the first window is complete
+            self.first_window = False
+
+    def sync(self) -> None:
+        core = self.core
+        self.r_mass, self.l_mass = core.masses()
+        self.counter, self.first_window = core.counter, core.first_window
+        self.pending = []
+        super().sync()
 
 
 class BehaviourAnomaly:

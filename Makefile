@@ -1,6 +1,7 @@
 # Developer shortcuts. .ci/run drives the same targets on a clean clone.
 #
-#   make venv    .venv with atoguard installed editable, plus the test tools
+#   make venv    .venv with atoguard installed editable, plus the test tools and the native
+#                kernels (native/, Rust: built from source when cargo is on PATH)
 #   make jars    the Kafka broker jars from Maven Central (cached; see tools/kafka_broker.py)
 #   make test    venv, then the whole test suite: .venv/bin/pytest -q
 #                (starts its own broker, or uses ATOGUARD_TEST_BOOTSTRAP=host:port)
@@ -15,9 +16,10 @@ VENV   := .venv
 
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml native/pyproject.toml native/Cargo.toml native/Cargo.lock native/src/lib.rs
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --disable-pip-version-check -e '.[test]'
+	if command -v cargo >/dev/null; then $(VENV)/bin/pip install -q --disable-pip-version-check ./native; else echo 'make venv: no cargo on PATH: no native kernels, the engine runs its Python code'; fi
 	touch $@
 
 jars: venv

@@ -1,6 +1,6 @@
 """Engine speed, stage by stage, over a contract JSON Lines file.
 
-    python -m bench.engine_bench EVENTS.jsonl [--limit N] [--config FILE]
+    python -m bench.engine_bench EVENTS.jsonl [--limit N] [--config FILE] [--engine python|native|both]
 
 Prints events/s for the whole replay path (decode, engine, output encoding) and the µs per
 event of each stage, measured by running the stages separately over the same events:
@@ -8,7 +8,8 @@ event of each stage, measured by running the stages separately over the same eve
   decode     bytes -> validated record (the line split into topic and value bytes, then
              detectors.events.decode, as a stream worker decodes a message); for comparison,
              the replay's way (orjson, then detectors.events.parse_value on the dict)
-  facts      cross-account facts (LocalFacts, MIDAS-R burst scorer)
+  facts      cross-account facts: the event's source updates added to a FactsTable, then its
+             facts as of ts - facts_delay (what the facts stage and the driver do per event)
   context    feature extraction (build_context)
   <detector> each detector's score()
   policy     fusion and the action ladder
@@ -17,12 +18,17 @@ event of each stage, measured by running the stages separately over the same eve
 
 Also prints the distribution of the stored state per account (bytes of
 detectors.profile.encode) after the replay. Compare figures within one run; the machines are noisy.
+
+--engine picks the kernels (detectors.native: the Rust ones built from native/, or the Python
+reference); ``both`` (the default when the native module is built) runs everything once per
+engine and prints a column for each.
 """
 
 from __future__ import annotations
 
 import argparse
 import itertools
+import os
 import sys
 import time
 from collections import defaultdict
@@ -31,7 +37,9 @@ import msgspec
 import orjson
 
 from detectors.config import Config
+from detectors import native
 from detectors.engine import Engine
+from detectors.facts import NO_FACTS, FactsTable, source_updates
 from detectors.events import BadInput, decode, parse_value
 from detectors.context import build_context
 from detectors.update import observe
@@ -103,10 +111,11 @@ def whole(records, cfg: Config, states: dict[str, Profile] | None = None) -> tup
     imported before the clock starts (importing River is a one-off cost of a second or so)."""
     build_detectors(cfg, 0)
     engine, states = Engine(cfg), states if states is not None else {}
+    table, settings = FactsTable(cfg.stream.facts()), cfg.stream.facts()
     t, cpu = time.perf_counter(), time.process_time()
     n_out = 0
     for r in records:
-        result = engine.process(r, states.get(r.account_id))
+        result = engine.process(r, states.get(r.account_id), _facts(table, settings, r))
         if result.state is not None:
             states[r.account_id] = result.state
         for o in result.outputs:
@@ -115,9 +124,19 @@ def whole(records, cfg: Config, states: dict[str, Profile] | None = None) -> tup
     return time.perf_counter() - t, time.process_time() - cpu, n_out
 
 
+def _facts(table: FactsTable, settings, r):
+    """The record's source updates added to the facts table, then its facts as of its bound."""
+    if r.topic == "verdicts":
+        return NO_FACTS
+    for u in source_updates(r):
+        table.add(u)
+    return table.facts(r, settings.bound(r.ts))
+
+
 def staged(records, cfg: Config) -> dict[str, float]:
     """Re-run the engine's steps one by one with a timer around each."""
     engine = Engine(cfg)
+    table, settings = FactsTable(cfg.stream.facts()), cfg.stream.facts()
     profiles: dict[str, Profile] = {}
     cost: dict[str, float] = defaultdict(float)
     clock = time.perf_counter
@@ -126,7 +145,7 @@ def staged(records, cfg: Config) -> dict[str, float]:
             continue
         p = profiles.get(r.account_id) or Profile()
         t0 = clock()
-        facts = engine.facts.lookup(r)
+        facts = _facts(table, settings, r)
         t1 = clock()
         x = build_context(p, r, cfg, facts)
         t2 = clock()
@@ -156,20 +175,13 @@ def staged(records, cfg: Config) -> dict[str, float]:
     return cost
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("events")
-    ap.add_argument("--limit", type=int, default=300_000)
-    ap.add_argument("--config", default=None)
-    args = ap.parse_args(argv)
-    cfg = load_config(args.config)
-    records, decode_s, decode_cpu_s = read_records(args.events, args.limit)
-    with open(args.events, "rb") as fh:
-        by_dict_s = read_records_by_dict(list(itertools.islice(fh, args.limit)))
+def run(records, cfg: Config, decode_s: float, decode_cpu_s: float) -> dict[str, float]:
+    """The whole engine and the stages over ``records`` with the kernels chosen now; prints the
+    whole-engine lines and returns the stages' µs per event."""
     n = len(records)
     states: dict[str, Profile] = {}
     secs, cpu_s, n_out = whole(records, cfg, states)
-    print(f"events: {n:,}   outputs: {n_out:,}   detectors: {', '.join(cfg.detectors)}")
+    print(f"events: {n:,}   outputs: {n_out:,}   engine: {native.engine()}   detectors: {', '.join(cfg.detectors)}")
     print(f"whole engine (no decode): {n / secs:,.0f} events/s, {secs / n * 1e6:.1f} µs/event")
     total_with_decode = secs / n + decode_s
     print(f"with decode:              {1 / total_with_decode:,.0f} events/s, {total_with_decode * 1e6:.1f} µs/event")
@@ -179,13 +191,47 @@ def main(argv=None) -> int:
     p50, p99, largest, accounts = state_sizes(states)
     print(f"state per account (detectors.profile.encode, {accounts:,} accounts): "
           f"p50 {p50:,} B, p99 {p99:,} B, max {largest:,} B")
-    cost = staged(records, cfg)
-    print()
-    print(f"{'stage':<24} {'µs/event':>9}")
-    print(f"{'decode':<24} {decode_s * 1e6:>9.2f}")
-    print(f"{'(decode as replay does)':<24} {by_dict_s * 1e6:>9.2f}")
-    for name, s in sorted(cost.items(), key=lambda kv: -kv[1]):
-        print(f"{name:<24} {s / n * 1e6:>9.2f}")
+    cost = {name: s / n * 1e6 for name, s in staged(records, cfg).items()}
+    cost["whole engine, CPU"] = cpu_s / n * 1e6
+    return cost
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("events")
+    ap.add_argument("--limit", type=int, default=300_000)
+    ap.add_argument("--config", default=None)
+    ap.add_argument("--engine", choices=("python", "native", "both"), default=None,
+                    help="the kernels to time (default: both when the native module is built, else python)")
+    args = ap.parse_args(argv)
+    engines = [args.engine] if args.engine not in (None, "both") else ["python", "native"]
+    if args.engine is None and native.module({}) is None:
+        engines = ["python"]
+    if "native" in engines and native.module({}) is None:
+        print("engine_bench: the native module is not built (.venv/bin/pip install ./native)", file=sys.stderr)
+        return 2
+    cfg = load_config(args.config)
+    records, decode_s, decode_cpu_s = read_records(args.events, args.limit)
+    with open(args.events, "rb") as fh:
+        by_dict_s = read_records_by_dict(list(itertools.islice(fh, args.limit)))
+    costs = {}
+    before = os.environ.get(native.ENV)
+    try:
+        for engine in engines:
+            os.environ[native.ENV] = engine
+            costs[engine] = run(records, cfg, decode_s, decode_cpu_s)
+            print()
+    finally:
+        if before is None:
+            os.environ.pop(native.ENV, None)
+        else:
+            os.environ[native.ENV] = before
+    first = costs[engines[0]]
+    print(f"{'stage (µs/event)':<24} " + " ".join(f"{e:>9}" for e in engines))
+    print(f"{'decode':<24} " + " ".join(f"{decode_s * 1e6:>9.2f}" for _ in engines))
+    print(f"{'(decode as replay does)':<24} " + " ".join(f"{by_dict_s * 1e6:>9.2f}" for _ in engines))
+    for name in sorted(first, key=lambda k: (k.startswith("whole"), -first[k])):
+        print(f"{name:<24} " + " ".join(f"{costs[e].get(name, 0.0):>9.2f}" for e in engines))
     return 0
 
 

@@ -20,7 +20,7 @@ The shared options are added by :func:`add_kafka_options` (``--bootstrap-servers
 
 The subcommands are the modules of this package (the ``COMMANDS`` table maps names to modules):
 ``worker`` (``atoguard run``), ``replay``, ``broker``, ``topics``, ``alerts``, ``commands``,
-``account``, ``verdict`` and ``demo``; ``simulate`` and ``eval`` live in ``simulator.cli`` and
+``account``, ``verdict``, ``console`` and ``demo``; ``simulate`` and ``eval`` live in ``simulator.cli`` and
 ``evaluation.cli``. ``python -m streams.cli`` is ``atoguard`` (``__main__.py``).
 """
 
@@ -49,6 +49,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "commands": ("streams.cli.commands", "follow the command topic; who is frozen now"),
     "account": ("streams.cli.account", "one account: its restriction, open challenge and recent decisions"),
     "verdict": ("streams.cli.verdict", "publish an analyst's or account holder's verdict"),
+    "console": ("streams.cli.console", "the analyst console: queue, accounts, verdicts, shadow policy, health (web)"),
+    "ssf": ("streams.cli.ssf", "OpenID Shared Signals with partners: receive / transmit / keygen"),
     "demo": ("streams.cli.demo", "broker, topics, worker and simulated traffic in one go, then the report"),
 }
 
@@ -61,9 +63,11 @@ typical session:
   atoguard replay events.jsonl --out decisions.jsonl
   atoguard eval --events events.jsonl --labels labels.jsonl --out decisions.jsonl --report report/
 
-live:
-  atoguard broker start && atoguard topics create && atoguard run
+live (--dev: the built-in development keys; in production set ATOGUARD_KEYS__COMMAND_HMAC,
+ATOGUARD_KEYS__PSEUDONYM_HMAC and ATOGUARD_KEYS__SNAPSHOT_HMAC instead, see docs/security.md):
+  atoguard broker start && atoguard topics create && atoguard run --dev
   atoguard alerts tail            # in another terminal; atoguard commands tail for the commands
+  atoguard console --add-user ana --role analyst && atoguard console   # http://127.0.0.1:8080/
 
 Every command reads the default policy unless --config FILE (or ATOGUARD_CONFIG) names another
 one; the Kafka commands take --bootstrap-servers and --topic-prefix. Options win over variables.

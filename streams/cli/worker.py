@@ -37,13 +37,15 @@ from streams.settings import Settings
 __all__ = ["build", "build_quix", "configure", "kafka_logs_as_usual", "preflight", "run", "run_quix"]
 
 EPILOG = """\
-examples:
+examples (--dev: the built-in development keys; without it set the three keys below):
   atoguard broker start && atoguard topics create
-  atoguard run                                   # Quix, exactly once, 127.0.0.1:9092, prefix ato.
-  atoguard run --instance-id w1 --data-dir /var/lib/atoguard/w1   # static membership, fencing on restart
-  atoguard run --processing-guarantee at-least-once --commit-interval 1
-  atoguard run --runtime faust --store memory --web-port 6067 --data-dir /tmp/w2
-  ATOGUARD_BOOTSTRAP_SERVERS=kafka:9092 atoguard run --config policy.toml
+  atoguard run --dev                             # Quix, exactly once, 127.0.0.1:9092, prefix ato.
+  atoguard run --dev --instance-id w1 --data-dir /var/lib/atoguard/w1   # static membership, fencing on restart
+  atoguard run --dev --processing-guarantee at-least-once --commit-interval 1
+  atoguard run --dev --runtime faust --store memory --web-port 6067 --data-dir /tmp/w2
+  ATOGUARD_BOOTSTRAP_SERVERS=kafka:9092 atoguard run --config policy.toml   # keys in policy.toml's [keys]
+  ATOGUARD_POLICY__DRY_RUN=true atoguard run --dev --app-id ato.shadow --web-port 6067 --data-dir /tmp/shadow
+                                                 # a candidate policy in shadow (see atoguard console)
   curl -s localhost:6066/metrics | grep atoguard_commands_total
 
 environment (options win over it):

@@ -20,11 +20,11 @@ SCHEMAS = Path(__file__).resolve().parents[2] / "schemas" / "v1"
 
 
 def test_registry_holds_exactly_the_contract_topics():
-    assert [s.logical for s in registry()] == [*c.INPUT_TOPICS, *c.OUTPUT_TOPICS]
+    assert [s.logical for s in registry()] == [*c.INPUT_TOPICS, *c.OUTPUT_TOPICS, c.SIGNALS, c.SIGNALS_OUT]
 
 
 def test_every_topic_names_an_existing_schema_file():
-    missing = [s.value_schema for s in registry() if not (SCHEMAS / s.value_schema).is_file()]
+    missing = [s.value_schema for s in registry() if not any((SCHEMAS.parent / v / s.value_schema).is_file() for v in ("v1", "v3"))]
     assert missing == []
 
 

@@ -51,7 +51,6 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "verdict": ("streams.cli.verdict", "publish an analyst's or account holder's verdict"),
     "console": ("streams.cli.console", "the analyst console: queue, accounts, verdicts, shadow policy, health (web)"),
     "ssf": ("streams.cli.ssf", "OpenID Shared Signals with partners: receive / transmit / keygen"),
-    "ssf": ("streams.cli.ssf", "OpenID Shared Signals with partners: receive / transmit / keygen"),
     "demo": ("streams.cli.demo", "broker, topics, worker and simulated traffic in one go, then the report"),
 }
 

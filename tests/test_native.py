@@ -243,10 +243,10 @@ def test_replay_of_a_simulated_population_is_byte_identical(monkeypatch, tmp_pat
     from streams.cli import main
     events, labels = population
     digests, texts = {}, {}
+    monkeypatch.setenv(native.ENV, "auto")  # restored after the test: --engine sets the variable
     for engine in ("python", "native"):
-        _use(monkeypatch, engine)
         out = tmp_path / f"{engine}.jsonl"
-        argv = ["replay", str(events), "--out", str(out), "--quiet"]
+        argv = ["replay", str(events), "--out", str(out), "--quiet", "--engine", engine]
         if closed_loop:
             argv += ["--respond", str(labels)]
         assert main(argv) == 0
@@ -254,3 +254,11 @@ def test_replay_of_a_simulated_population_is_byte_identical(monkeypatch, tmp_pat
         digests[engine] = hashlib.md5(texts[engine]).hexdigest()
     assert b"BEHAVIOUR_ANOMALY" in texts["python"]  # the trees took part in the decisions
     assert digests["native"] == digests["python"]
+
+
+def test_replay_engine_native_not_built_is_a_usage_error(monkeypatch, tmp_path, population, capsys):
+    from streams.cli import main
+    monkeypatch.setitem(sys.modules, "atoguard_native", None)
+    code = main(["replay", str(population[0]), "--out", str(tmp_path / "o.jsonl"), "--quiet", "--engine", "native"])
+    err = capsys.readouterr().err
+    assert code == 2 and "pip install ./native" in err and "Traceback" not in err

@@ -38,6 +38,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "message on partition murmur2(account_id) mod N, and each partition has its own "
                              "online models (default: ATOGUARD_PARTITIONS, else 6)")
     add_config_option(parser)
+    parser.add_argument("--engine", choices=("native", "python"), default=None,
+                        help="the engine's kernels: native (Rust, built from native/; the default when built) or "
+                             "python (the reference); both give the same output (default: ATOGUARD_ENGINE, else native "
+                             "when built)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
 
 
@@ -45,6 +49,7 @@ def run(args: argparse.Namespace) -> int:
     from streams.replay import replay_file
     from streams.settings import Settings
     cfg = load_policy(args)
+    _choose_engine(args.engine)
     partitions = args.partitions or Settings.from_env().partitions
     if partitions < 1:
         raise CliError(f"--partitions must be at least 1, not {partitions}", EXIT_USAGE)
@@ -58,3 +63,17 @@ def run(args: argparse.Namespace) -> int:
               f"{', dry run' if cfg.policy.dry_run else ''})")
         print(summary.table())
     return 0
+
+
+def _choose_engine(engine: str | None) -> None:
+    """Set ATOGUARD_ENGINE for the models this run builds (detectors.native); a native engine
+    asked for but not built, or a bad ATOGUARD_ENGINE, is a usage error."""
+    import os
+
+    from detectors import native
+    if engine is not None:
+        os.environ[native.ENV] = engine
+    try:
+        native.module()
+    except (native.NativeUnavailable, ValueError) as exc:
+        raise CliError(str(exc), EXIT_USAGE) from None

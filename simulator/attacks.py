@@ -30,6 +30,13 @@ impossible_travel     the victim is active at home while the attacker logs in >1
 slow_takeover         a new device logs in quietly and comes back every day or two for 2-10
                       days (sometimes small purchases, sometimes a payee added early) before
                       cashing out.
+warmed_device         a thief binds a device and warms it for 3-8 days at night (holder's clock)
+                      from an address the holder never used, then changes e-mail / phone (what
+                      would warn the holder) and drains; a share holds the holder's documents.
+mule_ring             a ring takes over 3-20 accounts in one evening from a small farm of devices
+                      and proxies and pays all of them out to one new mule payee.
+remote_access_scam    the holder's own phone, line and session, driven by a caller through a
+                      screen-sharing app: a new "safe account" payee and the balance sent to it.
 """
 
 from __future__ import annotations
@@ -429,7 +436,136 @@ def start_credential_stuffing(sim, victims: list[Incident], attempts: list[Incid
             cash_out(att, kit, p, t + gap(rnd, 300, 1.5), rnd)
 
 
+# -- attacks played from how they work (issue 18 item 3) ------------------------------------
+
+
+def _never_used(p, kit: Kit, rnd: random.Random) -> None:
+    """Make the kit's network one the holder never used (not their ISP nor their carrier)."""
+    if kit.net is p.carrier:
+        kit.net = next((n for n in MOBILE[p.country] if n is not p.carrier), rnd.choice(HOSTING))
+    if kit.net is p.isp:
+        kit.net = next((n for n in RESIDENTIAL[p.country] if n is not p.isp), rnd.choice(HOSTING))
+
+
+def start_warmed_device(sim, inc: Incident, rnd: random.Random) -> None:
+    """A thief with the password (an infostealer's log) binds a device of his own and warms it:
+    he comes back every day or two for days, quietly, so it looks settled, but at night by the
+    holder's clock and from an address the holder never used; then he first changes what would
+    warn the holder (e-mail, phone number, sometimes MFA) and drains. A share holds the holder's
+    identity documents as well ("fullz", ``kit`` documents: may pass ``id_check``)."""
+    p = sim.pop.personas[inc.account]
+    docs = random.Random(f"{sim.seed}/fullz/{inc.account}").random() < sim.config.warmed_documents_share
+    inc.params["kit"] = "documents" if docs else "password"
+
+    def night(day: int) -> int:
+        return local_ts(_day_start(sim, day), p.tz_min, rnd.uniform(60, 5 * 60))
+
+    kit = Kit(p, rnd, (0.15, 0.45, 0.1, 0.3, 0.0, 0.0))
+    _never_used(p, kit, rnd)
+    kit.rotating = kit.rotating and rnd.random() < 0.3  # a settled look wants a steady address
+    att = _attacker(sim, p, inc, kit, attacker_device(sim, p, rnd, "warm", (0.6, 0.05, 0.05, 0.3, 0.0)))
+    t = att.login(night(inc.day))
+    _locate(att, kit, p, t, rnd, 0.8)
+    t = att.device_event(t + gap(rnd, 30, 1.0), "device_bound", with_fields=True)
+    warm_days = min(rnd.randint(3, 8), max(1, sim.config.days - 1 - inc.day))
+    day = inc.day
+    while True:
+        day += rnd.choice((1, 1, 2))
+        if day >= inc.day + warm_days:
+            break
+        _step(att, kit)
+        t = night(day)
+        if att.sid is None or rnd.random() < 0.5:
+            t = att.login(t)
+        _locate(att, kit, p, t, rnd, 0.7)
+        if rnd.random() < 0.35:  # a small purchase at one of the holder's shops
+            att.money(t + gap(rnd, 120, 1.0), "payment", round(rnd.uniform(3, 20), 2), rnd.choice(p.merchants))
+    t = night(inc.day + warm_days)
+    _step(att, kit)
+    t = att.login(t)
+    _locate(att, kit, p, t, rnd, 0.6)
+    changes = ["email_change", "phone_change"] if rnd.random() < 0.75 else [rnd.choice(("email_change", "phone_change"))]
+    rnd.shuffle(changes)
+    if rnd.random() < 0.3:
+        changes.append("mfa_change")
+    for kind in changes:
+        t = att.device_event(t + gap(rnd, 50, 1.0), kind)
+    cash_out(att, kit, p, t + gap(rnd, 180, 1.3), rnd)
+
+
+def start_mule_ring(sim, incs: list[Incident], rnd: random.Random) -> None:
+    """A ring works through a list of stolen passwords in one evening: a small farm of devices
+    and proxies shared across the accounts; on each, a login (sometimes after a miss), one and
+    the same new payee (the ring's mule) and the balance sent to it, sometimes a loan drawn
+    first. Many accounts paying one new payee within hours is the ring's trace."""
+    personas = sim.pop.personas
+    p0 = personas[incs[0].account]
+    mule = "payee-" + hashlib.blake2b(f"ring:{sim.seed}:{p0.idx}".encode(), digest_size=5).hexdigest()
+    farm = [attacker_device(sim, p0, rnd, f"ring{j}", (0.3, 0.4, 0.2, 0.0, 0.1)) for j in range(rnd.randint(1, 4))]
+    kits = [Kit(p0, rnd, (0.3, 0.5, 0.1, 0.0, 0.1, 0.0)) for _ in range(rnd.randint(1, 3))]
+    day_start = _day_start(sim, incs[0].day)
+    window = int(rnd.uniform(1, 8) * HOUR_MS)
+    t0 = day_start + rnd.randrange(max(1, DAY_MS - window - HOUR_MS))
+    for inc in incs:
+        p = personas[inc.account]
+        kit = rnd.choice(kits)
+        att = _attacker(sim, p, inc, kit, rnd.choice(farm))
+        t = t0 + rnd.randrange(window)
+        if rnd.random() < 0.2:
+            t = att.fail(t) + gap(rnd, 20, 1.0)
+        t = att.login(t)
+        _locate(att, kit, p, t, rnd, 0.7)
+        available = p.credit_limit - p.outstanding
+        if available >= 200 and rnd.random() < 0.4:
+            amount = float(round(available, -1))
+            t = att.money(t + gap(rnd, 60, 1.0), "loan_draw", amount, credit_limit=p.credit_limit)
+            p.outstanding += amount
+        t = att.money(t + gap(rnd, 40, 1.0), "payee_added", None, mule)
+        n = rnd.choice((1, 1, 2))
+        for i in range(n):
+            t += gap(rnd, 45, 1.0)
+            att.money(t, "transfer_out", None, mule, drain=rnd.uniform(0.85, 0.99) if i == n - 1 else rnd.uniform(0.3, 0.6))
+
+
+def start_remote_access_scam(sim, inc: Incident, rnd: random.Random) -> None:
+    """A caller posing as the bank's fraud team has the holder install a screen-sharing app and
+    drives the holder's own phone, on the holder's own line, at an ordinary hour: a login (or
+    the open session), sometimes a loan drawn, a new payee (the "safe account") and transfers to
+    it. Every event comes from the holder's device, address and session; the holder, coached,
+    passes any quick check the app asks for."""
+    p = sim.pop.personas[inc.account]
+    day_start = _day_start(sim, inc.day)
+    t = local_ts(day_start, p.tz_min, rnd.uniform(9 * 60, 20 * 60))
+    dev = primary_device(p, t)
+    if dev is None:
+        return
+    if rnd.random() < 0.7:
+        ip, geo = p.home_ip, home_geo(p)
+    else:
+        net, k = p.carrier, rnd.randrange(1 << 20)
+        ip, geo = net.v4(k), net_geo(net, k)
+    att = Actor(sim.world, p, dev, ip, geo, inc, p.sessions.get(dev.device_id))
+    if att.sid is None or rnd.random() < 0.6:
+        t = att.login(t + gap(rnd, 300, 0.8))
+        p.sessions[dev.device_id] = att.sid
+    att.ipgeo(t + 1500)
+    t += gap(rnd, 600, 0.7)  # the "security check": the screen-sharing app is installed
+    available = p.credit_limit - p.outstanding
+    if available >= 200 and rnd.random() < 0.5:
+        amount = float(round(available, -1))
+        t = att.money(t, "loan_draw", amount, credit_limit=p.credit_limit)
+        p.outstanding += amount
+        t += gap(rnd, 120, 0.8)
+    safe = _mule(p, rnd)
+    t = att.money(t, "payee_added", None, safe)
+    n = rnd.choice((1, 2, 2, 3))
+    for i in range(n):
+        t += gap(rnd, 150, 0.9)
+        att.money(t, "transfer_out", None, safe, drain=rnd.uniform(0.85, 0.99) if i == n - 1 else rnd.uniform(0.3, 0.6))
+
+
 __all__ = [
     "Kit", "cash_out", "start_credential_stuffing", "start_phishing_takeover", "start_sim_swap_payout",
-    "start_session_hijack", "start_impossible_travel", "start_slow_takeover",
+    "start_session_hijack", "start_impossible_travel", "start_slow_takeover", "start_warmed_device",
+    "start_mule_ring", "start_remote_access_scam",
 ]  # fmt: skip

@@ -35,7 +35,7 @@ import random
 from simulator import methods
 from simulator.actors import Actor
 from simulator.geo import BUSINESS, CITIES, MOBILE, RESIDENTIAL, distance_km
-from simulator.population import Device, make_mobile_device, PHONES, device_id_for
+from simulator.population import Device, make_desktop, make_mobile_device, PHONES, device_id_for
 from simulator.routine import home_geo, km_offset, net_geo, place_at, primary_device
 from simulator.timeline import DAY_MS, HOUR_MS, MINUTE_MS, Incident, local_ts
 
@@ -52,7 +52,14 @@ def _day_start(sim, day: int) -> int:
 
 
 def start_travel(sim, inc: Incident, rnd: random.Random) -> None:
-    p = sim.pop.personas[inc.account]
+    back = _play_trip(sim, sim.pop.personas[inc.account], inc, rnd, inc.day)
+    if back is not None:
+        _trip_back(*back, rnd)
+
+
+def _play_trip(sim, p, inc: Incident, rnd: random.Random, day: int):
+    """A trip leaving on ``day``: the departure airport, arrival, the hotel. Returns what
+    :func:`_trip_back` needs to play the way home (None when the holder has no device)."""
     home = CITIES[p.city]
     choices = [i for i, c in enumerate(CITIES) if c.country != p.country]
     weights = [CITIES[i].weight * (1.0 if distance_km(home.lat, home.lon, CITIES[i].lat, CITIES[i].lon) < 3000 else 0.35) for i in choices]
@@ -60,7 +67,7 @@ def start_travel(sim, inc: Incident, rnd: random.Random) -> None:
     dc = CITIES[dest]
     km = distance_km(home.lat, home.lon, dc.lat, dc.lon)
     flight = int((km / rnd.uniform(650, 850) + rnd.uniform(0.4, 1.0)) * HOUR_MS)
-    day_start = _day_start(sim, inc.day)
+    day_start = _day_start(sim, day)
     dep = local_ts(day_start, p.tz_min, rnd.uniform(6 * 60, 21 * 60))
     arr = dep + flight
     dep_back = arr + int(rnd.uniform(2, 9) * DAY_MS)
@@ -81,7 +88,7 @@ def start_travel(sim, inc: Incident, rnd: random.Random) -> None:
 
     me = _home_actor(sim, p, dep, inc)
     if me.device is None:
-        return
+        return None
     # at the departure airport
     t = dep - int(rnd.uniform(40, 150) * MINUTE_MS)
     alat, alon = km_offset(home.lat, home.lon, rnd.uniform(12, 25), rnd.random() * 6.28)
@@ -106,7 +113,12 @@ def start_travel(sim, inc: Incident, rnd: random.Random) -> None:
     t += int(rnd.uniform(30, 90) * MINUTE_MS)
     me.move(hotel.v4(hk), hotel_geo)
     me.ipgeo(t)
-    # home again
+    return me, net, k, alat, alon, arr_back
+
+
+def _trip_back(me: Actor, net, k: int, alat: float, alon: float, arr_back: int, rnd: random.Random) -> None:
+    """Home again: GPS at the home airport on the mobile carrier, sometimes a login."""
+    p = me.p
     t = arr_back + int(rnd.uniform(10, 50) * MINUTE_MS)
     me.move(net.v4(k + 7), net_geo(net, k + 7))
     me.gps(t, alat, alon, rnd)
@@ -285,7 +297,189 @@ def start_corporate_nat(sim, incs: list[Incident], rnd: random.Random) -> None:
             me.gps(t + 3000, here[0], here[1], rnd)
 
 
+# -- look-alikes of takeovers, played from how holders' changes really happen ------------------
+
+
+def _replace_phone(sim, p, inc: Incident, t: int, rnd: random.Random, tag: str, kept_days=(0,)) -> Device:
+    """The holder's next phone from ``t``: a restore from backup onto the same model half the
+    time (new fingerprint), otherwise another model; the old phone is gone after ``kept_days``
+    (drawn). Records ``old_phone_kept`` and ``mfa_reenrolled`` is left to the caller."""
+    old = primary_device(p, t)
+    nrng = np.random.default_rng([sim.seed, 0x9E1, inc.account, inc.day])
+    new_id = device_id_for(sim.seed, p.account_id, f"{tag}{inc.day}")
+    mi = None
+    if old is not None and old.kind == "phone" and rnd.random() < 0.5:
+        mi = next((i for i, ph in enumerate(PHONES) if ph[0] == old.model), None)
+    dev = make_mobile_device(nrng, new_id, "phone", 1.0, since=t, model_index=mi)
+    kept = rnd.choice(kept_days)
+    inc.params["old_phone_kept"] = bool(kept > 0 and old is not None and old.kind == "phone")
+    if old is not None and old.kind == "phone":
+        old.until = min(old.until, t + int(kept * DAY_MS))
+    p.devices.insert(0, dev)
+    return dev
+
+
+def _set_up(me: Actor, inc: Incident, t: int, rnd: random.Random, failures=(0, 0, 0, 1), reenrol: float = 0.35) -> int:
+    """Sign in on a new phone: a failure or two, login, ip lookup, device_bound, sometimes MFA
+    re-enrolment (``mfa_reenrolled``). Returns the time of the last step."""
+    for _ in range(rnd.choice(failures)):
+        t = me.fail(t) + int(rnd.uniform(10, 90) * 1000)
+    t = me.login(t)
+    me.p.sessions[me.device.device_id] = me.sid
+    me.ipgeo(t + 1500)
+    t = me.device_event(t + int(rnd.uniform(5, 60) * 1000), "device_bound", with_fields=True)
+    inc.params["mfa_reenrolled"] = rnd.random() < reenrol
+    if inc.params["mfa_reenrolled"]:
+        t = me.device_event(t + int(rnd.uniform(30, 400) * 1000), "mfa_change")
+    return t
+
+
+def start_trip_new_phone(sim, inc: Incident, rnd: random.Random) -> None:
+    """Booked at home, then a trip (roaming or a local SIM, the airports, the hotel line); abroad
+    the phone is lost, stolen or broken and the holder moves to a new one, restored from backup
+    with the same SIM and number (an eSIM transfer makes the carrier report a ``sim_change``);
+    life goes on abroad on the new phone and it comes home with them."""
+    p = sim.pop.personas[inc.account]
+    day_start = _day_start(sim, inc.day)
+    t = local_ts(day_start, p.tz_min, rnd.uniform(18 * 60, 22 * 60))
+    me = _home_actor(sim, p, t, inc)
+    if me.device is None:
+        return
+    if me.sid is None:
+        t = me.login(t)
+        p.sessions[me.device.device_id] = me.sid
+        me.ipgeo(t + 1000)
+    me.money(t + int(rnd.uniform(1, 15) * MINUTE_MS), "payment", round(math.exp(rnd.gauss(math.log(420), 0.5)), 2),
+             f"m-travel-{rnd.randrange(12):02d}")  # the booking  # fmt: skip
+    dep_day = min(inc.day + rnd.randint(1, 6), max(inc.day + 1, sim.config.days - 3))
+    back = _play_trip(sim, p, inc, rnd, dep_day)
+    if back is None:
+        return
+    me, net, k, alat, alon, arr_back = back
+    dep, arr, dep_back = p.trip[0], p.trip[1], p.trip[2]
+    t = arr + int(rnd.uniform(0.1, 0.6) * (dep_back - arr))
+    dev = _replace_phone(sim, p, inc, t, rnd, "tripphone")
+    if rnd.random() < 0.25:  # an eSIM moved to the new phone: the carrier reports it
+        Actor(sim.world, p, None, None, None, inc).device_event(t - int(rnd.uniform(5, 90) * MINUTE_MS), "sim_change")
+    me = Actor(sim.world, p, dev, me.ip, me.geo, inc)
+    if rnd.random() < 0.4:  # on the roaming link rather than the hotel's line
+        rnet, rk = p.trip[7]
+        me.move(rnet.v4(rk + 3), net_geo(rnet, rk + 3))
+    t = _set_up(me, inc, t, rnd, failures=(0, 0, 1), reenrol=0.3)
+    here = place_at(p, t + 20_000)
+    if p.gps_p > 0 and here is not None:
+        me.gps(t + 20_000, here[0], here[1], rnd)
+    if rnd.random() < 0.7:
+        me.money(t + int(rnd.uniform(10, 240) * MINUTE_MS), "payment", round(math.exp(rnd.gauss(math.log(30), 0.6)), 2),
+                 f"m-{rnd.randrange(40000):05d}")  # a shop abroad  # fmt: skip
+    _trip_back(me, net, k, alat, alon, arr_back, rnd)
+
+
+def start_lost_phone_recovery(sim, inc: Incident, rnd: random.Random) -> None:
+    """The phone is lost; usually the carrier gives a replacement SIM with the same number
+    (``sim_change``) within a day or two; on a new phone at home the holder has forgotten the
+    password the old phone remembered: failures, a ``password_reset`` from the home line, login,
+    ``device_bound``, then the same payees and merchants as ever."""
+    p = sim.pop.personas[inc.account]
+    day_start = _day_start(sim, inc.day)
+    t_lost = local_ts(day_start, p.tz_min, rnd.uniform(9 * 60, 22 * 60))
+    replaced = rnd.random() < 0.7
+    t = t_lost + int(rnd.uniform(3, 40) * HOUR_MS)
+    if replaced:
+        t_sim = t_lost + int(rnd.uniform(2, 30) * HOUR_MS)
+        Actor(sim.world, p, None, None, None, inc).device_event(t_sim, "sim_change")
+        t = max(t, t_sim + int(rnd.uniform(10, 180) * MINUTE_MS))
+    inc.params["sms_lost"] = not replaced
+    old = primary_device(p, t_lost)
+    dev = _replace_phone(sim, p, inc, t, rnd, "recovered")
+    if old is not None and old.kind == "phone":
+        old.until = min(old.until, t_lost)  # lost: nothing from it after the loss
+    me = Actor(sim.world, p, dev, p.home_ip, home_geo(p), inc)
+    for _ in range(rnd.choice((0, 1, 2, 2, 3, 4))):
+        t = me.fail(t) + int(rnd.uniform(8, 60) * 1000)
+    t += int(rnd.uniform(0.5, 8) * MINUTE_MS)
+    me.device_event(t, "password_reset")
+    t = _set_up(me, inc, t + int(rnd.uniform(1, 5) * MINUTE_MS), rnd, failures=(0,), reenrol=0.45)
+    here = place_at(p, t + 20_000)
+    if p.gps_p > 0 and here is not None:
+        me.gps(t + 20_000, here[0], here[1], rnd)
+    for _ in range(rnd.choice((1, 1, 2))):  # the same payees as ever
+        t += int(rnd.uniform(5, 300) * MINUTE_MS)
+        me.money(t, "transfer_out", round(math.exp(rnd.gauss(p.spend_mu + 1.5, 0.8)), 2), rnd.choice(p.payees))
+    if rnd.random() < 0.6:
+        me.money(t + int(rnd.uniform(5, 120) * MINUTE_MS), "payment", round(math.exp(rnd.gauss(p.spend_mu, 0.8)), 2),
+                 rnd.choice(p.merchants))  # fmt: skip
+    p.watch = (inc, t_lost, t + DAY_MS, "device_id", dev.device_id)
+
+
+def start_repay_new_phone(sim, inc: Incident, rnd: random.Random) -> None:
+    """The seed's case: the loan is repaid in full, within days the holder moves to a new phone
+    (at home, sometimes with a new SIM), and borrows again from the new phone."""
+    p = sim.pop.personas[inc.account]
+    day_start = _day_start(sim, inc.day)
+    t = local_ts(day_start, p.tz_min, rnd.uniform(8 * 60, 21 * 60))
+    owed = p.outstanding if p.outstanding > 0 else round(p.credit_limit * rnd.uniform(0.3, 0.8), -1)
+    Actor(sim.world, p, None, None, None, inc).money(t, "loan_repayment", owed, channel="api", credit_limit=p.credit_limit)
+    p.outstanding = 0.0
+    t += int(rnd.uniform(0.1, 4) * DAY_MS)
+    dev = _replace_phone(sim, p, inc, t, rnd, "repayphone", kept_days=(0, 0, 1, 3))
+    if rnd.random() < 0.2:
+        Actor(sim.world, p, None, None, None, inc).device_event(t - int(rnd.uniform(5, 240) * MINUTE_MS), "sim_change")
+    me = Actor(sim.world, p, dev, p.home_ip, home_geo(p), inc)
+    if rnd.random() < 0.3:  # set up in the shop, on mobile data
+        net, k = p.carrier, rnd.randrange(1 << 20)
+        me.move(net.v4(k), net_geo(net, k))
+    t = _set_up(me, inc, t, rnd)
+    here = place_at(p, t + 20_000)
+    if p.gps_p > 0 and here is not None:
+        me.gps(t + 20_000, here[0], here[1], rnd)
+    t += int(math.exp(rnd.gauss(math.log(180), 1.2)) * MINUTE_MS)
+    amt = round(p.credit_limit * rnd.uniform(0.4, 1.0), -1)
+    me.money(t, "loan_draw", amt, credit_limit=p.credit_limit)
+    p.outstanding = amt
+    p.installment = round(max(amt, 1.0) / rnd.randint(2, 6), 2)
+    p.loan_day = int((t - sim.world.start_ms) // DAY_MS) + rnd.choice([7, 14])
+    p.watch = (inc, t - DAY_MS, t + DAY_MS, "device_id", dev.device_id)
+
+
+def start_household_device(sim, inc: Incident, rnd: random.Random) -> None:
+    """The holder signs in on a housemate's laptop or phone at home (their own phone is flat or
+    in another room) for a few evenings: a device new to the account, on the account's own home
+    line, a payment or a transfer to a usual payee; rarely bound, often signed out after."""
+    p = sim.pop.personas[inc.account]
+    inc.params["role"] = "sharer"
+    day_start = _day_start(sim, inc.day)
+    t = local_ts(day_start, p.tz_min, rnd.uniform(17 * 60, 23 * 60))
+    nrng = np.random.default_rng([sim.seed, 0x40E, inc.account])
+    did = device_id_for(sim.seed, f"housemate/{p.account_id}", str(inc.day))
+    days = rnd.choice((1, 2, 3, 4))
+    if rnd.random() < 0.5:
+        dev = make_desktop(nrng, did, 0.25)
+    else:
+        dev = make_mobile_device(nrng, did, "tablet", 0.25)  # a housemate's phone or tablet, used at home
+    dev.since, dev.until = t, t + days * DAY_MS
+    p.devices.append(dev)
+    me = Actor(sim.world, p, dev, p.home_ip, home_geo(p), inc)
+    if rnd.random() < 0.35:
+        t = me.fail(t) + int(rnd.uniform(10, 60) * 1000)
+    t = me.login(t)
+    p.sessions[did] = me.sid
+    me.ipgeo(t + 1200)
+    if rnd.random() < 0.15:
+        t = me.device_event(t + int(rnd.uniform(10, 120) * 1000), "device_bound", with_fields=True)
+    t += int(rnd.uniform(1, 20) * MINUTE_MS)
+    if rnd.random() < 0.5:
+        me.money(t, "transfer_out", round(math.exp(rnd.gauss(p.spend_mu + 1.5, 0.8)), 2), rnd.choice(p.payees))
+    else:
+        me.money(t, "payment", round(math.exp(rnd.gauss(p.spend_mu, 0.8)), 2), rnd.choice(p.merchants))
+    if rnd.random() < 0.7:
+        me.device_event(t + int(rnd.uniform(1, 10) * MINUTE_MS), "logout")
+        p.sessions.pop(did, None)
+    p.watch = (inc, t, dev.until, "device_id", did)
+
+
 __all__ = [
     "start_travel", "start_new_phone", "start_shared_tablet", "start_repay_redraw",
-    "start_password_reset", "start_corporate_nat",
+    "start_password_reset", "start_corporate_nat", "start_trip_new_phone", "start_lost_phone_recovery",
+    "start_repay_new_phone", "start_household_device",
 ]  # fmt: skip

@@ -20,6 +20,10 @@ benign (label legit):
   repay_redraw       repays a loan and draws again within hours, or asks other lenders
   password_reset     a few login failures, a reset, a login, from the usual device
   corporate_nat      an office: 5-40 accounts behind one NAT address on weekday working hours
+  trip_new_phone     booked at home, a trip abroad, a new phone there (restored, same SIM)
+  lost_phone_recovery  phone lost, a replacement SIM, a new phone, password reset from home
+  repay_new_phone    repays the loan, a new phone days later, borrows again from it
+  household_device   signs in on a housemate's laptop or tablet at home for a few evenings
 
 attacks (label ato), each one varied (infrastructure, device, gaps, steps, cash-out):
   credential_stuffing  a botnet sprays logins over many accounts; the successes are taken over
@@ -30,6 +34,10 @@ attacks (label ato), each one varied (infrastructure, device, gaps, steps, cash-
   session_hijack       the victim's session and device id replayed from another ASN, no login
   impossible_travel    attacker logs in >1,000 km away within minutes of the victim
   slow_takeover        a quiet new device for 2-10 days, then the cash-out
+  warmed_device        a bound device warmed for days at night from addresses the holder never
+                       used; e-mail/phone changed, then drained (a share has the documents)
+  mule_ring            3-20 accounts taken over in one evening, all paying one new mule payee
+  remote_access_scam   the holder's own phone driven by a caller: a "safe account" payee, paid
 
 A changed scenario mix: --mix NAME=SHARE or NAME=FACTORx, comma-separated, sets a scenario's
 share, or multiplies it (applied after the --rate-NAME options), e.g. twice the phishing and

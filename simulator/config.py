@@ -21,6 +21,10 @@ BENIGN_SCENARIOS: tuple[str, ...] = (
     "repay_redraw",
     "password_reset",
     "corporate_nat",
+    "trip_new_phone",
+    "lost_phone_recovery",
+    "repay_new_phone",
+    "household_device",
 )
 
 #: Account takeover attacks; labelled ``ato``.
@@ -31,6 +35,9 @@ ATTACK_SCENARIOS: tuple[str, ...] = (
     "session_hijack",
     "impossible_travel",
     "slow_takeover",
+    "warmed_device",
+    "mule_ring",
+    "remote_access_scam",
 )
 
 #: Accounts a stuffing campaign tried but did not take over (label ``ato``, no loss). Not a rate
@@ -99,6 +106,10 @@ class SimConfig:
     rate_repay_redraw: float = 0.015
     rate_password_reset: float = 0.02
     rate_corporate_nat: float = 0.02
+    rate_trip_new_phone: float = 0.005
+    rate_lost_phone_recovery: float = 0.008
+    rate_repay_new_phone: float = 0.005
+    rate_household_device: float = 0.008
     # attacks (label ato)
     rate_credential_stuffing: float = 0.003
     rate_phishing_takeover: float = 0.003
@@ -106,6 +117,9 @@ class SimConfig:
     rate_session_hijack: float = 0.002
     rate_impossible_travel: float = 0.002
     rate_slow_takeover: float = 0.002
+    rate_warmed_device: float = 0.002
+    rate_mule_ring: float = 0.002
+    rate_remote_access_scam: float = 0.001
     # population shape
     credit_share: float = 0.25
     vpn_share: float = 0.05
@@ -123,6 +137,9 @@ class SimConfig:
     enrol_passkey: float = 0.18
     # how the attacks work (v2 labels)
     phishing_push_fatigue_share: float = 0.2
+    #: share of ``warmed_device`` thieves holding the holder's identity documents ("fullz"):
+    #: they may pass ``id_check``
+    warmed_documents_share: float = 0.25
 
     def __post_init__(self) -> None:
         if self.accounts < 1:
@@ -140,6 +157,7 @@ class SimConfig:
                 "scenario, so they must add up to at most 1"
             )
         shares = ("credit_share", "vpn_share", "ipv6_share", "late_location_share", "phishing_push_fatigue_share",
+                  "warmed_documents_share",
                   *(f"enrol_{m}" for m in METHODS))
         for name in shares:
             value = getattr(self, name)

@@ -41,7 +41,16 @@ STARTERS = {
     "session_hijack": attacks.start_session_hijack,
     "impossible_travel": attacks.start_impossible_travel,
     "slow_takeover": attacks.start_slow_takeover,
+    "trip_new_phone": benign.start_trip_new_phone,
+    "lost_phone_recovery": benign.start_lost_phone_recovery,
+    "repay_new_phone": benign.start_repay_new_phone,
+    "household_device": benign.start_household_device,
+    "warmed_device": attacks.start_warmed_device,
+    "remote_access_scam": attacks.start_remote_access_scam,
 }
+
+#: Scenarios that need days after their start: the latest start is ``days - LEAD[name]``.
+LEAD = {"slow_takeover": 3, "warmed_device": 4, "trip_new_phone": 4, "repay_new_phone": 2}
 
 
 class Sink(Protocol):
@@ -189,8 +198,8 @@ class Simulation:
             name = SCENARIOS[code]
             if name not in STARTERS:
                 continue  # grouped scenarios below
-            if name == "slow_takeover":
-                day = rnd.randrange(max(1, days - 3))
+            if name in LEAD:
+                day = rnd.randrange(max(1, days - LEAD[name]))
             else:
                 day = rnd.randrange(days)
             self._add(day, STARTERS[name], self._incident(a, name, day), tag=f"{name}/{a}")
@@ -225,6 +234,15 @@ class Simulation:
             else:
                 t_incs = [Incident(a, STUFFING_ATTEMPT, "ato", day) for a in tried]
             self._add(day, attacks.start_credential_stuffing, v_incs, t_incs, tag=f"stuffing/{group[0]}")
+        # mule rings: the ring's accounts taken over on one day, all paying one mule
+        ring = [a for a, c in enumerate(codes) if c >= 0 and SCENARIOS[c] == "mule_ring"]
+        rnd.shuffle(ring)
+        while ring:
+            size = rnd.randint(3, 20)
+            group, ring = ring[:size], ring[size:]
+            day = rnd.randrange(days)
+            incs = [self._incident(a, "mule_ring", day) for a in group]
+            self._add(day, attacks.start_mule_ring, incs, tag=f"mule_ring/{group[0]}")
 
     # -- running ----------------------------------------------------------------------------
 

@@ -23,7 +23,7 @@ import numpy as np
 
 from detectors.contract import METHODS
 
-__all__ = ["ATTACKER_KIT", "METHODS", "PHISHING_KITS", "TAKEN_OVER_BY", "attacker_passes",
+__all__ = ["ATTACKER_KIT", "HOLDER_DRIVEN", "METHODS", "PHISHING_KITS", "TAKEN_OVER_BY", "attacker_passes",
            "draw_enrolment", "holder_passes", "ordered"]
 
 _CODES = frozenset({"sms_otp", "email_otp", "totp"})
@@ -53,7 +53,23 @@ ATTACKER_KIT: dict[str, frozenset[str]] = {
     "impossible_travel": frozenset(),
     # a quiet new device with stolen credentials (infostealer, reused password): password only
     "slow_takeover": frozenset(),
+    # an infostealer's password and a device the thief bound himself: a push to the account's
+    # trusted devices reaches his too; with the holder's documents ("fullz") also the identity
+    # re-check (a document plus a selfie the kit fakes), never face or passkey
+    "warmed_device/password": frozenset({"app_push"}),
+    "warmed_device/documents": frozenset({"app_push", "id_check"}),
+    # a ring working through a list of stolen passwords, all paying one mule: password only
+    "mule_ring": frozenset(),
+    # the holder's own phone, driven by a caller through a screen-sharing app: the holder is
+    # there and coached, so every method the holder has passes except the slow identity
+    # re-check, which takes hours and is done out of the call
+    "remote_access_scam": frozenset({"sms_otp", "email_otp", "app_push", "totp", "payment_password",
+                                     "face", "passkey"}),
 }
+
+#: Attacks whose "attacker" is the holder acting under someone else's direction: face and
+#: passkey are theirs (every other attack is remote and never passes them).
+HOLDER_DRIVEN: frozenset[str] = frozenset({"remote_access_scam"})
 
 #: device kind made by the attacker -> the method it hands them (the contact point is theirs).
 TAKEN_OVER_BY: dict[str, str] = {
@@ -71,7 +87,7 @@ def ordered(methods: Iterable[str]) -> list[str]:
     ['sms_otp', 'face']
     """
     s = set(methods)
-    return [m for m in METHODS if m in s]
+    return [m for m in METHODS if m in s] + (["id_check"] if "id_check" in s else [])
 
 
 def attacker_passes(scenario: str, params: Mapping, kinds: Iterable[str]) -> list[str]:
@@ -115,6 +131,12 @@ def holder_passes(scenario: str, params: Mapping) -> list[str] | None:
       on any phone.
     * ``shared_tablet``: for the person using someone else's tablet (``role`` sharer) the tablet
       is not their device: no ``passkey`` nor ``app_push`` on it. The owner passes everything.
+    * ``trip_new_phone``: the travel rule and the new-phone rule together (the new phone abroad
+      has the same SIM, so SMS reaches it as it reached the old one, or not).
+    * ``lost_phone_recovery``: the new-phone rule; SMS is lost too until the carrier's
+      replacement SIM (``sms_lost`` when the holder never got one within the situation).
+    * ``repay_new_phone``: the new-phone rule.
+    * ``household_device``: the sharer rule (the housemate's device is not the holder's).
     * ``password_reset``, ``repay_redraw``, ``corporate_nat``: nothing is lost.
 
     >>> holder_passes("new_phone", {"old_phone_kept": False, "mfa_reenrolled": False})
@@ -123,14 +145,14 @@ def holder_passes(scenario: str, params: Mapping) -> list[str] | None:
     True
     """
     lost: set[str] = set()
-    if scenario == "travel" and params.get("sms_lost"):
+    if params.get("sms_lost"):  # travel, trip_new_phone, lost_phone_recovery before the new SIM
         lost.add("sms_otp")
-    elif scenario == "new_phone":
-        if not params.get("old_phone_kept", False):
+    if "old_phone_kept" in params:  # new_phone and every situation that moves to a new phone
+        if not params["old_phone_kept"]:
             lost |= {"app_push", "passkey"}
             if not params.get("mfa_reenrolled", False):
                 lost.add("totp")
-    elif scenario == "shared_tablet" and params.get("role") == "sharer":
+    if params.get("role") == "sharer":  # someone else's device (shared_tablet, household_device)
         lost |= {"app_push", "passkey"}
     if not lost:
         return None

@@ -7,8 +7,8 @@ models and OS versions, a daily rhythm (chronotype, weekday/weekend activity), a
 
 Scenario assignment happens here too, before the personas are built, because some situations
 shape the population: the two accounts of a ``shared_tablet`` live together, the accounts of a
-``corporate_nat`` office live in the office's city, ``repay_redraw`` accounts are credit users
-with a loan outstanding.
+``corporate_nat`` office live in the office's city, ``repay_redraw`` and ``repay_new_phone``
+accounts are credit users with a loan outstanding.
 """
 
 from __future__ import annotations
@@ -236,6 +236,7 @@ def build_population(config: SimConfig) -> Population:
 
     credit = rng.random(n) < config.credit_share
     credit[codes == SCENARIOS.index("repay_redraw")] = True
+    credit[codes == SCENARIOS.index("repay_new_phone")] = True
 
     # activity: dormant / regular / active people
     kind = rng.choice(3, size=n, p=[0.15, 0.6, 0.25])
@@ -292,6 +293,7 @@ def build_population(config: SimConfig) -> Population:
     merchant_names: dict[int, str] = {}
     cache: dict = {}
     rr = SCENARIOS.index("repay_redraw")
+    rn = SCENARIOS.index("repay_new_phone")
     codes_l = codes.tolist()
     credit_l = credit.tolist()
     gps_l = gps_p.tolist()
@@ -352,7 +354,7 @@ def build_population(config: SimConfig) -> Population:
         if credit_l[i]:
             lu = loan_u[i]
             p.credit_limit = float(limits[i])
-            if lu[0] < 0.5 or codes_l[i] == rr:
+            if lu[0] < 0.5 or codes_l[i] in (rr, rn):
                 p.outstanding = float(round(p.credit_limit * (0.3 + 0.6 * lu[1]), -1))
                 p.installment = float(round(p.outstanding / loan_n[i], 2))
             else:

@@ -11,7 +11,7 @@ import pytest
 from detectors.contract import METHODS
 from simulator import SCENARIOS, SimConfig, simulate
 from simulator.config import parse_mix
-from simulator.methods import ATTACKER_KIT, TAKEN_OVER_BY, attacker_passes, holder_passes
+from simulator.methods import ATTACKER_KIT, HOLDER_DRIVEN, TAKEN_OVER_BY, attacker_passes, holder_passes
 from streams.cli import main
 
 RATES = {f"rate_{name}": 0.03 for name in SCENARIOS}
@@ -64,6 +64,8 @@ def test_holder_passes_follow_the_situation(scenario, params, lost):
 
 def test_nobody_remote_passes_face_or_passkey():
     for key, kit in ATTACKER_KIT.items():
+        if key.split("/")[0] in HOLDER_DRIVEN:  # the holder's own phone and face, driven by a caller
+            continue
         assert not kit & {"face", "passkey"}, key
     assert not set(TAKEN_OVER_BY.values()) & {"face", "passkey"}
 
@@ -76,14 +78,20 @@ def test_every_attack_label_carries_attacker_passes_derived_from_its_events(run)
     for r in attacks:
         kinds = [events[e]["kind"] for e in r["event_ids"]]
         base = ATTACKER_KIT.get(r["scenario"])
-        if base is None:  # phishing: one of the two kits
+        if r["scenario"] == "phishing_takeover":  # one of the two kits
             relay = attacker_passes(r["scenario"], {"kit": "relay"}, kinds)
             fatigue = attacker_passes(r["scenario"], {"kit": "push_fatigue"}, kinds)
             assert r["attacker_passes"] in (relay, fatigue), r
             kits[r["attacker_passes"] == fatigue] += 1
+        elif r["scenario"] == "warmed_device":  # with the holder's documents or without
+            password = attacker_passes(r["scenario"], {"kit": "password"}, kinds)
+            documents = attacker_passes(r["scenario"], {"kit": "documents"}, kinds)
+            assert r["attacker_passes"] in (password, documents), r
+            kits["documents" if r["attacker_passes"] == documents else "password"] += 1
         else:
             assert r["attacker_passes"] == attacker_passes(r["scenario"], {}, kinds), r
     assert kits[True] and kits[False]  # both kinds of phishing appear
+    assert kits["documents"] and kits["password"]  # thieves with and without the documents
     legit = [r for r in labels if r["label"] == "legit"]
     assert not any("attacker_passes" in r for r in legit)
     narrowed = Counter(r["scenario"] for r in legit if "holder_passes" in r)

@@ -35,7 +35,7 @@ from .metrics import ALERT, Decision, Event, Incident, Verdict
 #: The topic of a transcript line naming an event the account service refused (contract v2).
 WITHHELD = "withheld"
 
-__all__ = ["WITHHELD", "alert_account_id", "iter_decisions", "iter_events", "iter_incidents", "iter_messages"]
+__all__ = ["WITHHELD", "alert_account_id", "unreadable", "iter_decisions", "iter_events", "iter_incidents", "iter_messages"]
 
 _CHUNK = 1 << 20  # update the progress bar once per MiB
 
@@ -70,6 +70,69 @@ def iter_messages(path: str | os.PathLike[str], *, stats: Counter[str] | None = 
                 continue
             yield obj
         bar.update(pending)
+
+
+#: What a line of each file looks like, for the one-line error of :func:`unreadable`.
+SHAPES = {
+    "events": '{"topic": "device", "value": {"event_id": ..., "account_id": ..., "ts": ..., "kind": ...}}',
+    "labels": '{"account_id": ..., "scenario": ..., "label": "ato" or "legit", "start_ts": ..., ...}',
+    "out": '{"topic": "commands", "value": {...}} (or alerts, decisions, transcript lines)',
+}
+_OUT_TOPICS = frozenset({*c.INPUT_TOPICS, *c.OUTPUT_TOPICS, c.DECISIONS, c.SIGNALS, c.SIGNALS_OUT, WITHHELD})
+
+
+def _kind_of(obj: Any) -> str | None:
+    """Which evaluation file a parsed line belongs to: ``events``, ``labels``, ``out`` or None."""
+    if type(obj) is not dict:
+        return None
+    if "topic" in obj and ("value" in obj or "raw" in obj):
+        return "events" if obj["topic"] in c.INPUT_TOPICS else ("out" if obj["topic"] in _OUT_TOPICS else None)
+    if obj.get("label") in ("ato", "legit", c.ENROLLED) and "account_id" in obj:
+        return "labels"
+    return None
+
+
+def unreadable(path: str | os.PathLike[str], kind: str, sample: int = 200) -> str | None:
+    """Why ``path`` cannot be the evaluation's ``kind`` file (``events``, ``labels`` or ``out``),
+    or None when it can: it is checked on its first ``sample`` non-blank lines, and refused when
+    fewer than half of them are lines of that kind (a CSV, the events file given as labels).
+    An empty file is readable (it holds nothing). The reason is one line, naming what the lines
+    look like instead and what a line should look like.
+
+    >>> import tempfile, pathlib
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = (d / "l.csv").write_text("account_id,label\\na1,ato\\n")
+    >>> unreadable(d / "l.csv", "labels").split(":")[0]
+    '2 of the first 2 lines are not labels'
+    """
+    seen = bad = 0
+    looks: Counter[str] = Counter()
+    try:
+        with open(path, "rb") as fh:
+            for line in fh:
+                if not line.strip():
+                    continue
+                seen += 1
+                try:
+                    obj = orjson.loads(line)
+                except orjson.JSONDecodeError:
+                    obj = None
+                got = _kind_of(obj)
+                ok = got == kind or (kind == "out" and got == "events")  # a transcript holds inputs
+                if not ok:
+                    bad += 1
+                    looks["not JSON" if obj is None and line.strip()[:1] not in (b"{", b"[") else
+                          "not a JSON object" if type(obj) is not dict else
+                          f"lines of the {got} file" if got else "JSON objects of another shape"] += 1
+                if seen >= sample:
+                    break
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror or exc})"
+    if seen and bad * 2 > seen:
+        what = looks.most_common(1)[0][0]
+        return (f"{bad} of the first {seen} lines are not {kind}: they are {what}; "
+                f"a line of {kind} is {SHAPES[kind]}")
+    return None
 
 
 def _verdict(value: Any) -> Verdict | None:

@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-__all__ = ["CURVE_PLOT", "PLOTS", "curve_point", "format_curve", "format_headline", "format_tables",
+__all__ = ["CURVE_PLOT", "PLOTS", "TARGETS", "curve_point", "format_ceiling", "misses", "format_curve", "format_headline", "format_tables",
            "friction_curve", "write_report"]
 
 #: File name of the plot written by ``atoguard eval --curve``.
@@ -80,11 +80,12 @@ def _md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 # -- the tables (shared by terminal and Markdown) ---------------------------------------------
 
 def _attack_table(m: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
-    header = ["scenario", "incidents", "detected", "with loss", "stopped", "stepped up", "frozen",
+    header = ["scenario", "incidents", "detected (flagged)", "with loss", "stopped before loss", "stepped up", "frozen",
               "time to freeze", "events to freeze", "moves before", "amount before"]
     def row(name: str, r: Mapping[str, Any]) -> list[str]:
         return [name, str(r["incidents"]), pct(r["detected_share"]), str(r["with_loss"]),
-                pct(r["stopped_before_loss_share"]), pct(r["stepped_up_before_loss_share"]),
+                pct(r["stopped_before_loss_share"]) + _flag("stopped_before_loss", r["stopped_before_loss_share"], short=True),
+                pct(r["stepped_up_before_loss_share"]),
                 str(r["frozen"]), duration(r["median_time_to_freeze_s"]),
                 num(r["median_events_to_freeze"]),
                 pct(r["money_movements_before_freeze_share"]),
@@ -96,9 +97,10 @@ def _attack_table(m: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
 
 def _legit_table(m: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
     r = m["legit_accounts"]
-    header = ["legitimate accounts", "accounts", "share", "per 30 days"]
-    rows = [[f"ever {k.replace('_', ' ')}", str(r[k]), pct(r[f"{k}_share"], 2), pct(r[f"{k}_per_30d"], 2)]
-            for k in ("frozen", "closed", "stepped_up")]
+    header = ["legitimate accounts", "accounts", "per 30 days"]
+    names = {"frozen": "frozen", "closed": "closed",
+             "stepped_up": "challenged at any time (look-alike situations included)"}
+    rows = [[names[k], str(r[k]), pct(r[f"{k}_per_30d"], 2)] for k in ("frozen", "closed", "stepped_up")]
     return header, rows
 
 
@@ -130,16 +132,16 @@ def _friction_table(m: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
     o, lk, fr, cl = f["ordinary_days"], f["lockouts"], f["frozen"], f["closes"]
     header = ["friction", "value"]
     rows = [
-        ["legitimate accounts challenged on ordinary days", f"{o['accounts']} ({pct(o['share'], 2)})"],
-        ["  per 30 days", pct(o["per_30d"], 2)],
+        ["legitimate accounts challenged on ordinary days, per 30 days",
+         f"{pct(o['per_30d'], 2)} ({o['accounts']} accounts){_flag('challenged_on_ordinary_days_per_30d', o['per_30d'])}"],
         ["  challenges per legitimate account per 30 days", rate(o["challenges_per_account_per_30d"])],
         ["challenges per look-alike situation", rate(f["situations"]["challenges_per_situation"])],
         ["lock-outs: holders challenged with a method they cannot pass",
          f"{lk['challenges']} challenges, {lk['accounts']} accounts ({pct(lk['share'], 2)} of all)"],
-        ["freezes to a holder without a way back they pass",
-         f"{lk['freezes_without_way_back']} ({lk['freezes_without_way_back_accounts']} accounts)"],
+        ["freezes of a holder (any account, attacked ones included) with no way back they pass",
+         f"{lk['freezes_without_way_back']} freezes on {lk['freezes_without_way_back_accounts']} accounts"],
         ["hours frozen, legitimate accounts",
-         f"{num(fr['hours'], 1)} h over {fr['accounts']} accounts ({fr['freezes']} freezes, "
+         f"{num(fr['hours'], 1)} h over {fr['accounts']} frozen legitimate accounts ({fr['freezes']} freezes, "
          f"{fr['lifted_by_way_back']} lifted by their way back)"],
         ["  per frozen account", num(fr["hours_per_frozen_account"], 1)],
         ["closes without analyst verdict", f"{cl['without_analyst_verdict']} of {cl['closes']} "
@@ -158,9 +160,12 @@ def _precision_table(m: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
-_ATTACK_LEGEND = ("stopped / stepped up: a freeze or close / a step_up before the first loss; "
-                  "time, events to freeze: medians over the frozen incidents; moves, amount "
-                  "before: share of the attacker's money movements made before the first freeze")
+_ATTACK_LEGEND = ("detected: any alert or command on the account during the incident (a warning, "
+                  "not a stop); stopped: before the first loss, a command the attacker cannot get "
+                  "past (the scoring's rule, see Definitions), as a share of the incidents with a "
+                  "loss; stepped up: any step_up before the first loss; time, events to freeze: "
+                  "medians over the frozen incidents; moves, amount before: share of the "
+                  "attacker's money movements made before the first freeze")
 
 _SECTIONS = (
     ("Attacks (label ato)", _attack_table),
@@ -187,35 +192,110 @@ def format_tables(m: Mapping[str, Any]) -> str:
             r = m["repay_cohort"]
             parts.append(f"cohort accounts: {r['cohort_accounts']}; rate ratio after repayment / "
                          f"otherwise: freezes {rate(r['rate_ratio'])}, "
-                         f"challenges {rate(r.get('challenge_rate_ratio'))}")
+                         f"challenges {rate(r.get('challenge_rate_ratio'))} (target: no higher, <= 1)"
+                         + (" << higher" if misses("repay_freeze_rate_ratio", r["rate_ratio"])
+                            or misses("repay_challenge_rate_ratio", r.get("challenge_rate_ratio")) else ""))
     return "\n".join(parts)
+
+
+#: The targets (issue 18, "Done when"): figure -> (direction, value, how it reads). A figure that
+#: misses its target is flagged beside it, in the terminal and in report.md.
+TARGETS: dict[str, tuple[str, float, str]] = {
+    "stopped_before_loss": (">=", 0.99, ">= 99%"),
+    "legit_frozen_per_30d": ("<=", 0.0005, "<= 0.05%"),
+    "legit_closed_per_30d": ("<=", 0.0, "0"),
+    "worst_benign_situation_frozen": ("<=", 0.01, "<= 1%"),
+    "challenged_on_ordinary_days_per_30d": ("<=", 0.005, "<= 0.5%"),
+    "challenges_per_lookalike_situation": ("<=", 1.0, "<= 1"),
+    "locked_out_share": ("<=", 0.0005, "<= 0.05%"),
+    "slow_checks_per_30d": ("<=", 0.01, "<= 1%"),
+    "closed_without_analyst_verdict": ("<=", 0.0, "0"),
+    "repay_freeze_rate_ratio": ("<=", 1.0, "<= 1: no higher"),
+    "repay_challenge_rate_ratio": ("<=", 1.0, "<= 1: no higher"),
+}
+
+
+def misses(name: str, value: float | None) -> bool:
+    """Whether ``value`` misses the target of figure ``name`` (no target or no value: False).
+
+    >>> misses("stopped_before_loss", 0.9), misses("repay_challenge_rate_ratio", 1.4), misses("x", 3)
+    (True, True, False)
+    """
+    target = TARGETS.get(name)
+    if target is None or value is None:
+        return False
+    op, bound, _ = target
+    return value < bound if op == ">=" else value > bound
+
+
+def _flag(name: str, value: float | None, short: bool = False) -> str:
+    """``'  << misses target >= 99%'`` when ``value`` misses its target, else ``''``."""
+    if not misses(name, value):
+        return ""
+    return " <<" if short else f"  << misses target {TARGETS[name][2]}"
+
+
+def _worst(name: str | None, value: float | None, values: Sequence[float | None], none_text: str | None = None) -> str:
+    """The worst of several rows, named only when it is worse than another row: ``'all 0.0%'``
+    when every row has the same value; ``none_text`` when the worst value is 0 (nothing to name);
+    ``'-'`` when there is no row.
+
+    >>> _worst("a", 0.0, [0.0, 0.0], "none frozen"), _worst("a", 0.5, [0.5, 0.5]), _worst("a", 0.2, [0.2, 0.9])
+    ('none frozen', 'all 50.0%', '20.0% (a)')
+    """
+    known = [v for v in values if v is not None]
+    if name is None or value is None or not known:
+        return "-"
+    if none_text is not None and value == 0:
+        return none_text
+    if len(known) > 1 and all(v == known[0] for v in known):
+        return f"all {pct(known[0])}"
+    return f"{pct(value)} ({name})"
 
 
 def _headline_items(m: Mapping[str, Any]) -> list[tuple[str, str]]:
     h = m["headline"]
-    worst = "-" if h["worst_scenario"] is None else f"{pct(h['worst_scenario_stopped_before_loss'])} ({h['worst_scenario']})"
-    benign = "-" if h["worst_benign_situation"] is None else f"{pct(h['worst_benign_situation_frozen'])} ({h['worst_benign_situation']})"
+    by_scn = h.get("stopped_before_loss_by_scenario", {})
+    worst = _worst(h["worst_scenario"], h["worst_scenario_stopped_before_loss"], list(by_scn.values()))
+    benign_rows = [r.get("frozen_share") for r in m.get("benign_situations", {}).values()]
+    benign = _worst(h["worst_benign_situation"], h["worst_benign_situation_frozen"], benign_rows, "none frozen (0.0%)")
     items = [
-        (f"attacks stopped before loss ({h.get('scoring', 'v1')} scoring)", pct(h["stopped_before_loss"])),
-        ("worst scenario, stopped before loss", worst),
+        (f"attacks stopped before loss ({h.get('scoring', 'v1')} scoring)",
+         pct(h["stopped_before_loss"]) + _flag("stopped_before_loss", h["stopped_before_loss"])),
+        ("worst scenario, stopped before loss",
+         worst + _flag("stopped_before_loss", h["worst_scenario_stopped_before_loss"])),
     ]
-    items += [(f"  {name}", pct(v)) for name, v in h.get("stopped_before_loss_by_scenario", {}).items()]
+    items += [(f"  {name}", pct(v) + _flag("stopped_before_loss", v)) for name, v in by_scn.items()]
     items += [
-        ("legitimate accounts frozen per 30 days", pct(h["legit_frozen_per_30d"], 2)),
-        ("legitimate accounts closed per 30 days", pct(h["legit_closed_per_30d"], 2)),
-        ("worst benign situation, frozen", benign),
+        ("legitimate accounts frozen per 30 days",
+         pct(h["legit_frozen_per_30d"], 2) + _flag("legit_frozen_per_30d", h["legit_frozen_per_30d"])),
+        ("legitimate accounts closed per 30 days",
+         pct(h["legit_closed_per_30d"], 2) + _flag("legit_closed_per_30d", h["legit_closed_per_30d"])),
+        ("worst look-alike situation, frozen",
+         benign + _flag("worst_benign_situation_frozen", h["worst_benign_situation_frozen"])),
     ]
     if "challenged_on_ordinary_days_per_30d" in h:
+        ratio_f, ratio_c = h["repay_freeze_rate_ratio"], h["repay_challenge_rate_ratio"]
+        repay_flag = (" << higher than the rest (target: no higher)"
+                      if misses("repay_freeze_rate_ratio", ratio_f) or misses("repay_challenge_rate_ratio", ratio_c)
+                      else "")
         items += [
-            ("challenged on ordinary days per 30 days", pct(h["challenged_on_ordinary_days_per_30d"], 2)),
-            ("challenges per look-alike situation", rate(h["challenges_per_lookalike_situation"])),
-            ("lock-outs (accounts, share of all)", f"{h['locked_out_accounts']} ({pct(h['locked_out_share'], 2)})"),
+            ("legitimate accounts challenged on ordinary days per 30 days",
+             pct(h["challenged_on_ordinary_days_per_30d"], 2)
+             + _flag("challenged_on_ordinary_days_per_30d", h["challenged_on_ordinary_days_per_30d"])),
+            ("challenges per look-alike situation",
+             rate(h["challenges_per_lookalike_situation"])
+             + _flag("challenges_per_lookalike_situation", h["challenges_per_lookalike_situation"])),
+            ("holders locked out (accounts, share of all)",
+             f"{h['locked_out_accounts']} ({pct(h['locked_out_share'], 2)})" + _flag("locked_out_share", h["locked_out_share"])),
             ("hours frozen, legitimate accounts", num(h["legit_frozen_hours"], 1)),
-            ("slow checks (id_check) per 30 days", pct(h.get("slow_checks_per_30d"), 2)),
+            ("slow checks (id_check) per 30 days",
+             pct(h.get("slow_checks_per_30d"), 2) + _flag("slow_checks_per_30d", h.get("slow_checks_per_30d"))),
             ("hours held, legitimate accounts / all", f"{num(h.get('legit_hours_held'), 1)} / {num(h.get('hours_held'), 1)}"),
-            ("closed without analyst verdict", str(h["closed_without_analyst_verdict"])),
-            ("repaid-in-24h rate ratio, freezes / challenges",
-             f"{rate(h['repay_freeze_rate_ratio'])} / {rate(h['repay_challenge_rate_ratio'])}"),
+            ("closed without analyst verdict",
+             str(h["closed_without_analyst_verdict"])
+             + _flag("closed_without_analyst_verdict", h["closed_without_analyst_verdict"])),
+            ("repaid-in-24h rate ratio, freezes / challenges", f"{rate(ratio_f)} / {rate(ratio_c)}" + repay_flag),
         ]
     items.append(("alert precision", pct(h["alert_precision"])))
     return items
@@ -253,6 +333,19 @@ def _label_apart(ax, points: Sequence[tuple[str, float, float]], min_gap: float 
         ax.annotate(text, (x, y), fontsize=7, textcoords="offset points", xytext=(4, -10))
 
 
+def fitted_limits(xs: Sequence[float]) -> tuple[float, float]:
+    """Axis limits that fit the points: from a little left of 0 to 15% past the largest value
+    (a floor of 0.001 when every point is 0).
+
+    >>> [round(v, 6) for v in fitted_limits([0.0, 0.0004, 0.0002])], fitted_limits([0.0])
+    ([-1.2e-05, 0.00046], (-3e-05, 0.001))
+    """
+    top = max(max(xs, default=0.0), 0.0)
+    if top == 0:
+        return -3e-05, 0.001
+    return -0.03 * top, top * 1.15
+
+
 def _threshold_plot(plt, m: Mapping[str, Any], path: Path) -> None:
     """Attacks flagged before loss against legitimate accounts frozen, as θ moves: x counts
     freezes and closes (older metrics without them: every flagged account, said on the axis)."""
@@ -268,7 +361,7 @@ def _threshold_plot(plt, m: Mapping[str, Any], path: Path) -> None:
         ax.plot([op["legit_flagged"] or 0.0], [op["catch_rate"] or 0.0], "o", color="C3",
                 label="the policy's actual freezes (attacks: stopped before loss)")
     ax.set_ylim(-0.02, 1.02)
-    ax.set_xlim(left=-0.002, right=max(max(xs, default=0.0), op["legit_flagged"] or 0.0, 0.01) * 1.15)
+    ax.set_xlim(*fitted_limits(xs + [op["legit_flagged"] or 0.0]))
     fig.canvas.draw()  # the limits are final: label positions can be measured
     _label_apart(ax, [(f"θ={t:.1f}", x, y) for t, x, y in zip(curve["threshold"], xs, ys)
                       if round(t * 100) % 10 == 0])
@@ -345,35 +438,83 @@ def curve_point(label: str, m: Mapping[str, Any]) -> dict[str, Any]:
             "challenges_per_lookalike_situation": h.get("challenges_per_lookalike_situation")}
 
 
-def friction_curve(points: Sequence[tuple[str, Mapping[str, Any]]], path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+def friction_curve(points: Sequence[tuple[str, Mapping[str, Any]]], path: str | os.PathLike[str],
+                   ceiling: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
     """Plot attacks stopped before loss (y) against the share of legitimate accounts challenged
-    on ordinary days (x), one point per ``(label, metrics)``, joined in the given order; write
-    the PNG to ``path`` and return the points (missing figures are None and not drawn)."""
+    on ordinary days per 30 days (x), one point per ``(label, metrics)``, joined in the given
+    order; with ``ceiling`` (:func:`evaluation.ceiling.ceiling_curve`) the supervised ceiling's
+    curve on the same axes. Write the PNG to ``path`` and return the points (missing figures
+    are None and not drawn)."""
     import matplotlib
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
 
     pts = [curve_point(label, m) for label, m in points]
-    fig, ax = plt.subplots(figsize=(6, 4.5))
-    drawn = [p for p in pts if p["challenged_on_ordinary_days_share"] is not None and p["stopped_before_loss"] is not None]
+    fig, ax = plt.subplots(figsize=(6.5, 4.8))
+    lines: list[tuple[list[float], list[float]]] = []
+    drawn = [p for p in pts if p["challenged_on_ordinary_days_per_30d"] is not None and p["stopped_before_loss"] is not None]
     if drawn:
-        xs = [p["challenged_on_ordinary_days_share"] for p in drawn]
+        xs = [p["challenged_on_ordinary_days_per_30d"] for p in drawn]
         ys = [p["stopped_before_loss"] for p in drawn]
-        ax.plot(xs, ys, "-o", markersize=4)
+        lines.append((xs, ys))
+        ax.plot(xs, ys, "-o", markersize=5, color="C3", label="the policy (closed loop, v3 scoring)")
         for p, x, y in zip(drawn, xs, ys):
             ax.annotate(p["label"], (x, y), fontsize=7, textcoords="offset points", xytext=(4, -10))
-    else:
+    if ceiling:
+        cx = ceiling["challenged_on_ordinary_days_per_30d"]
+        cy = ceiling["stopped_before_loss"]
+        pairs = [(x, y) for x, y in zip(cx, cy) if x is not None and y is not None]
+        if drawn:  # the ceiling up to a little past the policy's friction, so both can be read
+            limit = max(lines[0][0]) * 3
+            if limit > 0:
+                kept = [(x, y) for x, y in pairs if x <= limit]
+                pairs = kept or pairs
+        if pairs:
+            pairs.sort()
+            lines.append(([x for x, _ in pairs], [y for _, y in pairs]))
+            ax.plot(*lines[-1], "-", color="C0", label="supervised ceiling over the engine's features "
+                                                      "(a flag counted as a stop)")
+    if not lines:
         ax.text(0.5, 0.5, "no point has both figures", ha="center", va="center", transform=ax.transAxes)
-    ax.set_xlabel("legitimate accounts challenged on ordinary days (share)")
+    ax.set_xlabel("legitimate accounts challenged on ordinary days, per 30 days")
     ax.set_ylabel("attacks stopped before loss (share)")
     ax.set_ylim(-0.02, 1.02)
-    ax.set_xlim(left=-0.002)
+    ax.set_xlim(*fitted_limits([x for line in lines for x in line[0]]))
     ax.set_title("Attacks stopped against friction")
     ax.grid(alpha=0.3)
+    if lines:
+        ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     fig.savefig(Path(path), dpi=110)
     plt.close(fig)
     return pts
+
+
+def format_ceiling(curve: Mapping[str, Any], m: Mapping[str, Any]) -> str:
+    """The ceiling beside the policy: at the policy's own friction, stopped overall and per
+    attack scenario; and a few points of the ceiling's curve."""
+    h = m["headline"]
+    at = curve.get("at_policy_friction")
+    tr, sc = curve.get("training", {}), curve.get("scored", {})
+    lines = [f"\nCeiling (supervised model over the engine's features; trained on {tr.get('events')} events, "
+             f"{tr.get('attacker_events')} of attackers; ROC-AUC here {rate(sc.get('auc'))})"]
+    if at is not None:
+        rows = [["ALL ATTACKS", pct(h["stopped_before_loss"]), pct(at["stopped_before_loss"])]]
+        rows += [[n, pct(h["stopped_before_loss_by_scenario"].get(n)), pct(v)] for n, v in at["by_scenario"].items()]
+        lines.append(f"at the policy's friction ({pct(h.get('challenged_on_ordinary_days_per_30d'), 2)} challenged "
+                     f"on ordinary days per 30 days; ceiling θ={at['threshold']:.2f} at "
+                     f"{pct(at['challenged_on_ordinary_days_per_30d'], 2)}):")
+        lines.append(_text_table(["scenario", "policy: stopped before loss", "ceiling: flagged before loss"], rows))
+    from .ceiling import at_friction
+
+    rows = []
+    for x in (0.005, 0.01, 0.02, 0.05, 0.1, 0.2):
+        p = at_friction(curve, x)
+        if p is not None:
+            rows.append([pct(x, 1), f"{p['threshold']:.4g}", pct(p["challenged_on_ordinary_days_per_30d"], 2),
+                         pct(p["stopped_before_loss"])])
+    lines.append(_text_table(["friction at most", "θ", "challenged on ordinary days / 30 d", "flagged before loss"], rows))
+    return "\n".join(lines)
 
 
 def format_curve(points: Sequence[Mapping[str, Any]]) -> str:

@@ -113,7 +113,10 @@ def train(X: np.ndarray, y: np.ndarray, seed: int = 0):
     model = HistGradientBoostingClassifier(max_iter=200, learning_rate=0.1, max_leaf_nodes=31,
                                            categorical_features=categorical, random_state=seed)
     X = X.copy()
-    X[:, COLUMNS.index("kind")] = np.where(X[:, COLUMNS.index("kind")] < 0, np.nan, X[:, COLUMNS.index("kind")])
+    k = COLUMNS.index("kind")
+    X[:, k] = np.where(X[:, k] < 0, np.nan, X[:, k])
+    empty = np.isnan(X).all(axis=0)  # a feature never present in the training file: a constant
+    X[:, empty] = 0.0
     model.fit(X, y, sample_weight=weight)
     return model
 

@@ -155,14 +155,9 @@ def _ceiling(args: argparse.Namespace, m: dict, incidents: list) -> int:
     """``--ceiling``: the supervised ceiling's curve beside the policy's point(s)."""
     import orjson
 
-    from . import ceiling, io, report
+    from . import ceiling, report
 
     other_events, other_labels = args.ceiling
-    for flag, path, kind in (("events", other_events, "events"), ("labels", other_labels, "labels")):
-        why = "no such file" if not os.path.isfile(path) else io.unreadable(path, kind)
-        if why is not None:
-            print(f"atoguard eval: --ceiling {flag} {path}: {why}", file=sys.stderr)
-            return 2
     config = None
     if args.config:
         from streams.cli import load_policy
@@ -208,6 +203,11 @@ def run(args: argparse.Namespace) -> int:
         why = io.unreadable(path, name) if os.path.isfile(path) else None
         if why is not None:
             print(f"atoguard eval: --{name} {path}: {why}", file=sys.stderr)
+            return 2
+    for flag, path, kind in zip(("events", "labels"), args.ceiling or (), ("events", "labels")):
+        why = "no such file" if not os.path.isfile(path) else io.unreadable(path, kind)
+        if why is not None:
+            print(f"atoguard eval: --ceiling {flag} {path}: {why}", file=sys.stderr)
             return 2
     if not os.path.exists(args.out) and not _replay(args):
         return 2

@@ -347,3 +347,121 @@ def test_threshold_curve_counts_the_incidents_with_a_loss_like_the_stopped_share
     c = m["threshold_curve"]
     assert rc == 0 and c["catch_rate"][0] == 1.0
     assert c["operating_point"]["catch_rate"] == 0.5
+
+
+# -- the rough edges (issue 21 item 5) ----------------------------------------------------------
+
+def _eval_files(tmp_path, events_path, labels_path):
+    out = write_jsonl(tmp_path / "out.jsonl", OUTPUTS)
+    return main(["eval", "--events", str(events_path), "--labels", str(labels_path), "--out", str(out),
+                 "--report", str(tmp_path / "report"), "--no-progress"])
+
+
+def test_a_csv_labels_file_fails_with_one_line(tmp_path, capsys):
+    ev = write_jsonl(tmp_path / "events.jsonl", EVENTS)
+    csv = tmp_path / "labels.csv"
+    csv.write_text("account_id,scenario,label,start_ts,end_ts\nA1,sim_swap_payout,ato,1,2\n")
+    assert _eval_files(tmp_path, ev, csv) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert "--labels" in err and "not labels" in err and "not JSON" in err
+    assert not (tmp_path / "report" / "metrics.json").exists()
+
+
+def test_the_events_file_given_as_labels_fails_with_one_line(tmp_path, capsys):
+    ev = write_jsonl(tmp_path / "events.jsonl", EVENTS)
+    assert _eval_files(tmp_path, ev, ev) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "lines of the events file" in err
+
+
+def test_the_labels_file_given_as_events_fails_with_one_line(tmp_path, capsys):
+    lb = write_jsonl(tmp_path / "labels.jsonl", LABELS)
+    assert _eval_files(tmp_path, lb, lb) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "--events" in err and "lines of the labels file" in err
+
+
+def test_a_few_bad_lines_among_good_ones_are_still_read(tmp_path):
+    rc, m = run_eval(tmp_path, labels=LABELS + [{"nonsense": 1}])
+    assert rc == 0 and m["inputs"]["labels"]["invalid_label"] == 2
+
+
+def _headline(**over):
+    from evaluation.report import _headline_items
+
+    h = {"stopped_before_loss": 0.995, "worst_scenario": "a", "worst_scenario_stopped_before_loss": 0.99,
+         "stopped_before_loss_by_scenario": {"a": 0.99, "b": 1.0}, "legit_frozen_per_30d": 0.0,
+         "legit_closed_per_30d": 0.0, "worst_benign_situation": "travel", "worst_benign_situation_frozen": 0.0,
+         "alert_precision": 0.5, "scoring": "v3", "challenged_on_ordinary_days_per_30d": 0.004,
+         "challenges_per_lookalike_situation": 0.5, "locked_out_accounts": 0, "locked_out_share": 0.0,
+         "legit_frozen_hours": 0.0, "slow_checks_per_30d": 0.001, "legit_hours_held": 1.0, "hours_held": 2.0,
+         "closed_without_analyst_verdict": 0, "repay_freeze_rate_ratio": 0.5, "repay_challenge_rate_ratio": 0.9}
+    h.update(over)
+    m = {"headline": h, "benign_situations": {"travel": {"frozen_share": 0.0}, "new_phone": {"frozen_share": 0.0}}}
+    return dict(_headline_items(m))
+
+
+def test_no_figure_is_flagged_when_every_target_is_met_and_no_worst_is_named_when_nothing_is_frozen():
+    items = _headline()
+    assert not any("<<" in v for v in items.values()), items
+    assert items["worst look-alike situation, frozen"] == "none frozen (0.0%)"
+    assert "worst benign situation, frozen" not in items  # one name for the figure
+
+
+def test_every_figure_that_misses_its_target_is_flagged():
+    items = _headline(stopped_before_loss=0.9, legit_frozen_per_30d=0.001, challenged_on_ordinary_days_per_30d=0.02,
+                      challenges_per_lookalike_situation=1.5, locked_out_share=0.001, slow_checks_per_30d=0.02,
+                      closed_without_analyst_verdict=1, repay_challenge_rate_ratio=8.5,
+                      worst_benign_situation="travel", worst_benign_situation_frozen=0.05)
+    for key in ("attacks stopped before loss (v3 scoring)", "legitimate accounts frozen per 30 days",
+                "legitimate accounts challenged on ordinary days per 30 days", "challenges per look-alike situation",
+                "holders locked out (accounts, share of all)", "slow checks (id_check) per 30 days",
+                "closed without analyst verdict", "repaid-in-24h rate ratio, freezes / challenges",
+                "worst look-alike situation, frozen"):
+        assert "<<" in items[key], key
+    assert "no higher" in items["repaid-in-24h rate ratio, freezes / challenges"]
+
+
+def test_a_worst_scenario_is_named_only_when_it_is_worse_than_another():
+    assert _headline(stopped_before_loss_by_scenario={"a": 0.0, "b": 0.0}, worst_scenario_stopped_before_loss=0.0)[
+        "worst scenario, stopped before loss"].startswith("all 0.0%")
+    assert "(a)" in _headline(stopped_before_loss_by_scenario={"a": 0.2, "b": 0.9},
+                              worst_scenario_stopped_before_loss=0.2)["worst scenario, stopped before loss"]
+
+
+def test_one_challenge_rate_in_the_printed_tables(evaluated):
+    from evaluation.report import format_tables
+
+    text = format_tables(evaluated)
+    assert "challenged on ordinary days, per 30 days" in text
+    assert "ever stepped up" not in text  # the other rate is named for what it counts
+    assert "challenged at any time (look-alike situations included)" in text
+    flat = " ".join(text.split())
+    assert "detected: any alert or command" in flat and "stopped: before the first loss" in flat
+
+
+def test_the_threshold_plot_x_axis_fits_its_points(tmp_path):
+    import matplotlib
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as real
+
+    from evaluation import report
+
+    seen = {}
+
+    class Plt:
+        def subplots(self, **kw):
+            fig, ax = real.subplots(**kw)
+            seen["ax"] = ax
+            return fig, ax
+
+        def close(self, fig):
+            seen["xlim"] = seen["ax"].get_xlim()
+            real.close(fig)
+
+    curve = {"threshold": [0.0, 0.5, 1.0], "catch_rate": [1.0, 0.5, 0.0], "legit_flagged": [0.0005, 0.0002, 0.0],
+             "legit_frozen": [0.0005, 0.0002, 0.0], "operating_point": {"catch_rate": 0.4, "legit_flagged": 0.0001}}
+    report._threshold_plot(Plt(), {"threshold_curve": curve}, tmp_path / "t.png")
+    lo, hi = seen["xlim"]
+    assert 0.0005 < hi < 0.001 and -0.0001 < lo < 0

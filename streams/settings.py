@@ -198,6 +198,9 @@ ENVIRONMENT: dict[str, str] = {
     "ATOGUARD_CHAOS_REPORT": "tests/chaos: a file the scenarios append their CHAOS lines to",
     "ATOGUARD_DARPA_ZIP": "bench: path of the DARPA data set archive",
     "ATOGUARD_SILENCE": "tests: the detector tools/silence_plugin.py silences (mutation check)",
+    "ATOGUARD_CONSOLE_PASSWORD": "atoguard console --add-user: the new user's password (else it asks)",
+    "ATOGUARD_CONSOLE_OIDC_SECRET": "atoguard console: the OpenID Connect client secret",
+    "ATOGUARD_SCREENSHOTS": "tests: 1 writes the console's screenshots to docs/console/",
 }
 
 

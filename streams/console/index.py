@@ -58,20 +58,21 @@ CREATE TABLE IF NOT EXISTS accounts (
   profile TEXT, last_ts INTEGER, n_events INTEGER);
 CREATE INDEX IF NOT EXISTS accounts_restriction ON accounts(restriction, restriction_ts);
 CREATE INDEX IF NOT EXISTS accounts_step_up ON accounts(step_up_id, step_up_ts);
-CREATE TABLE IF NOT EXISTS commands (command_id TEXT PRIMARY KEY, account TEXT, action TEXT, ts INTEGER,
+CREATE TABLE IF NOT EXISTS commands (command_id TEXT, account TEXT, action TEXT, ts INTEGER,
   expires_at INTEGER, risk REAL, reasons TEXT, message TEXT, methods TEXT, alert_id TEXT, dry_run INTEGER,
-  trigger_event_id TEXT, policy_version TEXT);
+  trigger_event_id TEXT, policy_version TEXT, PRIMARY KEY (command_id, dry_run));
 CREATE INDEX IF NOT EXISTS commands_account ON commands(account, ts);
 CREATE INDEX IF NOT EXISTS commands_trigger ON commands(trigger_event_id);
 CREATE INDEX IF NOT EXISTS commands_ts ON commands(ts);
 CREATE TABLE IF NOT EXISTS alerts (alert_id TEXT PRIMARY KEY, account TEXT, ts INTEGER, title TEXT,
   severity TEXT, severity_id INTEGER, risk_score INTEGER, reasons TEXT, action TEXT);
 CREATE INDEX IF NOT EXISTS alerts_account ON alerts(account, ts);
-CREATE TABLE IF NOT EXISTS decisions (decision_id TEXT PRIMARY KEY, account TEXT, event_id TEXT, ts INTEGER,
+CREATE TABLE IF NOT EXISTS decisions (decision_id TEXT, account TEXT, event_id TEXT, ts INTEGER,
   decision TEXT, command_id TEXT, resolves TEXT, risk REAL, reasons TEXT, message TEXT, dry_run INTEGER,
-  policy_version TEXT);
+  policy_version TEXT, PRIMARY KEY (decision_id, dry_run));
 CREATE INDEX IF NOT EXISTS decisions_account ON decisions(account, ts);
 CREATE INDEX IF NOT EXISTS decisions_ts ON decisions(ts);
+CREATE INDEX IF NOT EXISTS decisions_event ON decisions(event_id);
 CREATE TABLE IF NOT EXISTS signals (event_id TEXT PRIMARY KEY, direction TEXT, account TEXT, ts INTEGER,
   kind TEXT, issuer TEXT, partner_role TEXT, reason TEXT, command_id TEXT);
 CREATE INDEX IF NOT EXISTS signals_account ON signals(account, ts);

@@ -3,7 +3,7 @@
 #   make venv    .venv with atoguard installed editable, plus the test tools and the native
 #                kernels (native/, Rust: built from source when cargo is on PATH)
 #   make jars    the Kafka broker jars from Maven Central (cached; see tools/kafka_broker.py)
-#   make test    venv, then the whole test suite: .venv/bin/pytest -q
+#   make test    venv (says so while it installs), then the whole test suite: .venv/bin/pytest -q -rs
 #                (starts its own broker, or uses ATOGUARD_TEST_BOOTSTRAP=host:port)
 #   make demo    broker, topics, worker and simulated traffic, then the report
 #   make bench   the benchmarks
@@ -18,6 +18,7 @@ venv: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml native/pyproject.toml native/Cargo.toml native/Cargo.lock native/src/lib.rs
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	@echo "make venv: installing atoguard and its test tools into $(VENV) (pip install -e '.[test]': about a minute on a fresh machine)"
 	$(VENV)/bin/pip install -q --disable-pip-version-check -e '.[test]'
 	if command -v cargo >/dev/null; then $(VENV)/bin/pip install -q --disable-pip-version-check ./native; else echo 'make venv: no cargo on PATH: no native kernels, the engine runs its Python code'; fi
 	touch $@
@@ -26,7 +27,8 @@ jars: venv
 	$(VENV)/bin/atoguard broker fetch
 
 test: venv
-	$(VENV)/bin/pytest -q
+	@echo "make test: running the whole suite (.venv/bin/pytest -q -rs: skipped tests say why at the end)"
+	$(VENV)/bin/pytest -q -rs
 
 demo: venv
 	$(VENV)/bin/atoguard demo

@@ -106,7 +106,8 @@ def _legit_table(m: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
 
 def _benign_table(m: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
     header = ["benign situation", "incidents", "frozen", "closed", "stepped up"]
-    rows = [[n, str(r["incidents"]), pct(r["frozen_share"]), pct(r["closed_share"]),
+    rows = [[n, str(r["incidents"]), pct(r["frozen_share"]) + _flag("worst_benign_situation_frozen", r["frozen_share"], short=True),
+             pct(r["closed_share"]) + _flag("legit_closed_per_30d", r["closed_share"], short=True),
              pct(r["stepped_up_share"])] for n, r in m["benign_situations"].items()]
     return header, rows
 
@@ -149,7 +150,8 @@ def _friction_table(m: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
     ]
     for name, r in f["situations"]["scenarios"].items():
         rows.append([f"challenges per {name} situation", f"{rate(r['challenges_per_situation'])} "
-                                                         f"({r['challenges']} / {r['situations']})"])
+                                                         f"({r['challenges']} / {r['situations']})"
+                     + _flag("challenges_per_lookalike_situation", r["challenges_per_situation"])])
     return header, rows
 
 
@@ -160,7 +162,7 @@ def _precision_table(m: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
-_ATTACK_LEGEND = ("detected: any alert or command on the account during the incident (a warning, "
+_ATTACK_LEGEND = ("<<: misses its target; detected: any alert or command on the account during the incident (a warning, "
                   "not a stop); stopped: before the first loss, a command the attacker cannot get "
                   "past (the scoring's rule, see Definitions), as a share of the incidents with a "
                   "loss; stepped up: any step_up before the first loss; time, events to freeze: "

@@ -479,7 +479,8 @@ def friction_curve(points: Sequence[tuple[str, Mapping[str, Any]]], path: str | 
     if not lines:
         ax.text(0.5, 0.5, "no point has both figures", ha="center", va="center", transform=ax.transAxes)
     ax.set_xlabel("legitimate accounts challenged on ordinary days, per 30 days")
-    ax.set_ylabel("attacks stopped before loss (share)")
+    ax.set_ylabel("attacks stopped (policy) / flagged (ceiling) before loss" if ceiling
+                  else "attacks stopped before loss (share)")
     ax.set_ylim(-0.02, 1.02)
     ax.set_xlim(*fitted_limits([x for line in lines for x in line[0]]))
     ax.set_title("Attacks stopped against friction")

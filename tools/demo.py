@@ -7,17 +7,21 @@ Steps (each prints what it does):
   3. simulate a population with ground truth (events file + labels) in which every attack
      scenario has attacks with a loss (the attack shares are raised so a small population has
      them; the labels are checked and the count printed);
-  4. start the stream worker (`atoguard run`) on those topics;
+  4. start the stream worker (`atoguard run`) on those topics, and the analyst console
+     (`atoguard console`) over them, with a demo sign-in it prints;
   5. stream the events to the input topics at a steady rate for --minutes, through the live
      account service (simulator/account_service.py), which answers the worker's step-ups and
-     freezes on <prefix>device and withholds the events of attackers it refused. A live view
-     prints events/s, the worker's consumer lag, each command as it goes out (with its reasons
-     and the message the holder sees), each challenge answered, and alerts;
-  6. read back the commands and alerts from the output topics (read_committed) and score the
-     transcript (inputs sent + answers + outputs read) against the labels (`atoguard eval`);
+     freezes on <prefix>device and withholds the events of attackers it refused. The live view
+     (:class:`LiveView`) is a steady status line (events/s, the worker's lag, commands by action,
+     answers) and a short log of what matters - freezes, closes, unfreezes, failed challenges and
+     the first few step-ups, with the holder's message - in simulated-time order; everything else
+     is counted, and the console shows all of it;
+  6. close every client, then stop the console, the worker and the broker (in that order);
+     read back the commands and alerts and score the transcript (inputs sent + answers + outputs
+     read) against the labels (`atoguard eval`);
   7. compare with the closed-loop replay (`atoguard replay --respond`) of the same events.
 
-Ctrl-C stops everything the demo started (worker, broker) and says so.
+Ctrl-C stops everything the demo started (console, worker, broker) and says so.
 
 example:
   atoguard demo                       # about three minutes: two of streaming
@@ -28,7 +32,9 @@ example:
 from __future__ import annotations
 
 import argparse
+import gc
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -65,6 +71,16 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def port_if_free(port: int) -> int | None:
+    """``port`` when nothing listens on it on the loopback, else ``None``."""
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return None
+    return port
+
+
 def _utc(ms: int) -> str:
     return time.strftime("%m-%d %H:%M", time.gmtime(ms / 1000))
 
@@ -82,20 +98,40 @@ def losses_by_scenario(labels: Path) -> dict[str, int]:
     return out
 
 
-class LiveView:
-    """Reads the output topics (read_committed) into ``out`` and prints what happens: each
-    command with its reasons and the holder's message, alerts, and every ``every_s`` a status
-    line (events/s, the worker's lag, commands, answers)."""
+#: how many step-ups the log shows before it only counts them
+STEP_UPS_SHOWN = 3
+#: the longest an answer comes after its command in simulated time (an id_check answer: 2 h)
+ANSWER_HORIZON_MS = 2 * 3_600_000 + 60_000
+#: the holder's message is cut to this many characters in the log (the console shows it whole)
+MESSAGE_CHARS = 180
 
-    def __init__(self, bootstrap: str, prefix: str, out: Path, service, every_s: float = 5.0) -> None:
+
+class LiveView:
+    """What the demo shows while it streams: a steady status area and a short log.
+
+    Reads the output topics (read_committed) into ``out``. Every ``every_s`` it prints the log
+    entries gathered since (freezes, closes, unfreezes, failed challenges, the first
+    :data:`STEP_UPS_SHOWN` step-ups; each with its simulated time, sorted by it) and then one
+    status line (events/s, the worker's lag, commands by action, answers, alerts). On a terminal
+    the status line stays at the bottom and is redrawn in place; elsewhere it is one line per tick.
+    """
+
+    def __init__(self, bootstrap: str, prefix: str, out: Path, service, every_s: float = 5.0,
+                 tty: bool | None = None) -> None:
         from confluent_kafka import Consumer, TopicPartition
 
         from streams.topics import topic_name
 
         self.prefix, self.service, self.every_s = prefix, service, every_s
+        self.tty = sys.stdout.isatty() if tty is None else tty
         self.out = out.open("wb")
         self.outputs: Counter = Counter()
+        self.actions: Counter = Counter()
         self.stop = threading.Event()
+        self._log: list[tuple[int, int, list[str]]] = []  # (simulated ts, seq, lines)
+        self._seq = 0
+        self._lock = threading.Lock()
+        self._status = ""
         base = {"bootstrap.servers": bootstrap, "enable.auto.commit": False}
         self._reader = Consumer({**base, "group.id": f"{prefix}demo-view", "isolation.level": "read_committed"})
         self._lag = Consumer({**base, "group.id": f"{prefix}worker"})
@@ -106,11 +142,23 @@ class LiveView:
                         for p in meta[topic_name(t, prefix)].partitions]
         self._thread = threading.Thread(target=self._loop, name="demo-view", daemon=True)
         self.quiet_since = time.monotonic()
+        self._closed = False
 
     def start(self) -> "LiveView":
+        print(f"   the live view: every {self.every_s:g} s the freezes, closes, unfreezes, failed challenges and the "
+              f"first {STEP_UPS_SHOWN} step-ups, in simulated-time order (each held until the simulation is 2 h past "
+              "it, so late answers still fit), then a status line; everything else is counted (the console shows "
+              "all of it)", flush=True)
         self._began = time.monotonic()
+        self._last = (self._began, 0)
         self._thread.start()
         return self
+
+    def note(self, ts: int, *lines: str) -> None:
+        """A log entry at simulated time ``ts``; printed at the next tick, in ts order."""
+        with self._lock:
+            self._seq += 1
+            self._log.append((ts, self._seq, list(lines)))
 
     def lag(self) -> int:
         """Input messages the worker has not committed yet."""
@@ -122,31 +170,64 @@ class LiveView:
         return total
 
     def _loop(self) -> None:
-        last_status, last_sent = time.monotonic(), 0
         while not self.stop.is_set():
             for msg in self._reader.consume(200, 0.2):
                 if msg.error():
                     continue
                 self._output(msg)
-            now = time.monotonic()
-            if now - last_status >= self.every_s:
-                st = self.service.stats
-                rate = (st.events_sent - last_sent) / (now - last_status)
-                last_status, last_sent = now, st.events_sent
-                print(f"   [{now - self._began:5.0f} s] {rate:6.0f} events/s  sent {st.events_sent:,}  "
-                      f"lag {self.lag():,}  commands {sum(st.commands.values())}  "
-                      f"answers {st.answers['challenge_passed']} passed / {st.answers['challenge_failed']} failed  "
-                      f"withheld {st.withheld}", flush=True)
+            if time.monotonic() - self._last[0] >= self.every_s:
+                self.tick()
+
+    def tick(self) -> None:
+        """Print the log entries gathered since the last tick (ts order), then the status."""
+        now = time.monotonic()
+        st = self.service.stats
+        rate = (st.events_sent - self._last[1]) / max(now - self._last[0], 1e-9)
+        self._last = (now, st.events_sent)
+        # an entry waits until the simulated time the service has reached is past it by the
+        # longest answer delay (an id_check answer comes 2 h after its command), so that what
+        # arrives a little late still prints in order; the last tick prints everything
+        horizon = getattr(self.service, "now", -1) - ANSWER_HORIZON_MS if not self.stop.is_set() else None
+        with self._lock:
+            self._log.sort()
+            cut = len(self._log) if horizon is None else sum(1 for ts, _, _ in self._log if ts <= horizon)
+            entries, self._log = self._log[:cut], self._log[cut:]
+        try:
+            lag = f"{self.lag():,}"
+        except Exception:  # the broker is going away at the end
+            lag = "?"
+        actions = ", ".join(f"{n} {a}" for a, n in sorted(self.actions.items())) or "none"
+        self._status = (f"[{now - self._began:4.0f} s] {rate:5.0f} events/s  sent {st.events_sent:,}  lag {lag}  "
+                        f"commands: {actions}  answers {st.answers['challenge_passed']} passed / "
+                        f"{st.answers['challenge_failed']} failed  withheld {st.withheld}  alerts {self.outputs['alerts']}")
+        lines = [line for _, _, group in entries for line in group]
+        if self.tty:
+            sys.stdout.write("\r\033[K" + "".join(f"{line}\n" for line in lines) + self._status)
+            sys.stdout.flush()
+        else:
+            print("".join(f"{line}\n" for line in lines) + "   " + self._status, flush=True)
 
     def drain(self, quiet_s: float = 2.0) -> None:
-        """Stop after the output topics were quiet for ``quiet_s``."""
+        """Stop after the output topics were quiet for ``quiet_s``; a last tick, then close."""
         while time.monotonic() - self.quiet_since < quiet_s:
             time.sleep(0.2)
         self.stop.set()
         self._thread.join(10)
-        self.out.close()
-        self._reader.close()
-        self._lag.close()
+        self.tick()  # stop is set: every entry still held prints now
+        if self.tty:
+            print(flush=True)
+        self.close()
+
+    def close(self) -> None:
+        """Close the view's Kafka clients and its file (idempotent)."""
+        self.stop.set()
+        if self._thread.is_alive():
+            self._thread.join(10)
+        if not self._closed:
+            self._closed = True
+            self.out.close()
+            self._reader.close()
+            self._lag.close()
 
     def _output(self, msg) -> None:
         self.quiet_since = time.monotonic()
@@ -157,37 +238,79 @@ class LiveView:
             record["headers"] = {k: v.decode() for k, v in msg.headers()}
         self.out.write(orjson.dumps(record) + b"\n")
         self.outputs[logical] += 1
-        if logical == "commands":
-            reasons = ", ".join(value.get("reasons", [])[:3])
-            methods = "/".join(value.get("methods") or []) or "-"
-            print(f"   {_utc(value['issued_at'])}  {value['account_id']:<12}  {value['action'].upper():<9} "
-                  f"risk {value.get('risk', 0):.2f}  methods {methods}  [{reasons}]", flush=True)
-            if value.get("message"):
-                print(f"{'':37}holder sees: \"{value['message']}\"", flush=True)
-        elif logical == "alerts" and self.outputs["alerts"] % 10 == 1:
-            info = value.get("finding_info", {})
-            print(f"   alert #{self.outputs['alerts']}: {info.get('title', '')} ({value.get('severity', '')})", flush=True)
+        if logical != "commands":
+            return
+        action = value["action"]
+        self.actions[action] += 1
+        if action == "step_up" and self.actions[action] > STEP_UPS_SHOWN:
+            return
+        reasons = ", ".join(value.get("reasons", [])[:3])
+        methods = "/".join(value.get("methods") or []) or "-"
+        more = f" (the first {STEP_UPS_SHOWN} step-ups are shown, the rest counted)" \
+            if action == "step_up" and self.actions[action] == STEP_UPS_SHOWN else ""
+        lines = [f"   {_utc(value['issued_at'])}  {value['account_id']:<12}  {action.upper():<9} "
+                 f"risk {value.get('risk', 0):.2f}  methods {methods}  [{reasons}]{more}"]
+        if value.get("message") and action != "unfreeze":
+            text = value["message"]
+            text = text if len(text) <= MESSAGE_CHARS else text[:MESSAGE_CHARS].rsplit(" ", 1)[0] + " ..."
+            lines.append(f"{'':37}holder sees: \"{text}\"")
+        self.note(value["issued_at"], *lines)
+
+    def answered(self, cmd: dict, answer: dict | None) -> None:
+        """The account service's hook: log a failed challenge (passes are counted)."""
+        if answer is None or answer["kind"] == "challenge_passed":
+            return
+        self.note(answer["ts"], f"   {_utc(answer['ts'])}  {cmd['account_id']:<12}  account service: the "
+                                f"{cmd['action']} challenge ({answer['method']}) FAILS ({answer.get('reason')})")
 
 
-def _answer_printer(cmd: dict, answer: dict | None) -> None:
-    """The service's hook: say how the person will answer this command."""
-    if answer is not None:
-        verb = "passes" if answer["kind"] == "challenge_passed" else f"FAILS ({answer.get('reason')})"
-        print(f"   account service: {cmd['account_id']} {cmd['action']} -> {answer['method']} challenge, "
-              f"the person acting {verb}", flush=True)
+def _wait_up(proc: subprocess.Popen, url: str, log: Path, what: str, timeout_s: float = 90) -> None:
+    """Until ``url`` answers (any status: the process serves), or ``proc`` exits."""
+    import urllib.error
 
-
-def _wait_healthy(worker: subprocess.Popen, port: int, log: Path, timeout_s: float = 90) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        if worker.poll() is not None:
-            raise RuntimeError(f"the worker exited early; its log:\n{log.read_text()[-3000:]}")
+        if proc.poll() is not None:
+            raise RuntimeError(f"the {what} exited early; its log:\n{log.read_text()[-3000:]}")
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2):
+            with urllib.request.urlopen(url, timeout=2):
                 return
+        except urllib.error.HTTPError:
+            return
         except OSError:
             time.sleep(0.3)
-    raise RuntimeError(f"the worker did not answer within {timeout_s:.0f} s; its log: {log}")
+    raise RuntimeError(f"the {what} did not answer within {timeout_s:.0f} s; its log: {log}")
+
+
+def _stop(proc: subprocess.Popen | None, timeout_s: float = 30) -> None:
+    if proc is not None and proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _start_console(args, env: dict, prefix: str, worker_port: int) -> tuple[subprocess.Popen, str, str, Path]:
+    """``atoguard console`` over the demo's topics, with a demo analyst; returns the process,
+    its address, the password and its log."""
+    console_dir = args.dir / "console"
+    console_dir.mkdir(parents=True, exist_ok=True)
+    users = console_dir / "users.sqlite"
+    password = secrets.token_urlsafe(12)
+    subprocess.run([*ATOGUARD, "console", "--users", str(users), "--add-user", "demo", "--role", "analyst"],
+                   check=True, env=dict(env, ATOGUARD_CONSOLE_PASSWORD=password), stdout=subprocess.DEVNULL)
+    port = getattr(args, "console_port", None) or _free_port()
+    index = console_dir / f"index-{prefix.rstrip('.')}.sqlite"
+    log = console_dir / "console.log"
+    proc = subprocess.Popen([*ATOGUARD, "console", "--users", str(users), "--index", str(index), "--port", str(port),
+                             "--worker-metrics", f"127.0.0.1:{worker_port}", "--refresh", "5",
+                             *(["--config", str(args.config)] if args.config else [])],
+                            stdout=log.open("wb"), stderr=subprocess.STDOUT, env=env)
+    url = f"http://127.0.0.1:{port}/"
+    _wait_up(proc, url + "login", log, "console", 60)
+    return proc, url, password, log
 
 
 def _options(args: argparse.Namespace) -> tuple[int, int, float]:
@@ -217,7 +340,7 @@ def _demo(args: argparse.Namespace) -> int:
     inputs, outputs = args.dir / "live-inputs.jsonl", args.dir / "live-outputs.jsonl"
     transcript, replay_out = args.dir / "live-transcript.jsonl", args.dir / "replay-transcript.jsonl"
     bootstrap = args.bootstrap_servers
-    started_broker = worker = service = view = None
+    started_broker = worker = console = service = view = None
     try:
         _say(f"1/7 Kafka broker at {bootstrap}")
         if not answers(bootstrap):
@@ -242,7 +365,7 @@ def _demo(args: argparse.Namespace) -> int:
         if not all(losses.values()):
             print("   (some attack scenario has no attack with a loss here: raise --accounts or --days)")
 
-        _say("4/7 starting the stream worker (atoguard run)")
+        _say("4/7 starting the stream worker (atoguard run) and the analyst console (atoguard console)")
         port = _free_port()
         worker_log = args.dir / "worker.log"
         worker = subprocess.Popen(
@@ -250,8 +373,11 @@ def _demo(args: argparse.Namespace) -> int:
              "--data-dir", str(args.dir / "worker"), "--log-level", "warning",
              *(["--config", str(args.config)] if args.config else [])],
             stdout=worker_log.open("wb"), stderr=subprocess.STDOUT, env=env)
-        _wait_healthy(worker, port, worker_log)
-        print(f"worker up (health on http://127.0.0.1:{port}/healthz, log {worker_log})")
+        _wait_up(worker, f"http://127.0.0.1:{port}/metrics", worker_log, "worker")
+        print(f"worker up (metrics on http://127.0.0.1:{port}/metrics, log {worker_log})")
+        console, console_url, password, console_log = _start_console(args, env, prefix, port)
+        print(f"console: {console_url}  sign in as demo / {password}  (it shows the demo's traffic live; "
+              f"log {console_log})", flush=True)
 
         from detectors.config import Config
         from simulator.account_service import AccountService, publish_file
@@ -265,10 +391,12 @@ def _demo(args: argparse.Namespace) -> int:
         rate = n_events / (minutes * 60)
         _say(f"5/7 streaming {n_events:,} events at {rate:,.0f}/s for {minutes:g} min; the account service answers")
         with inputs.open("wb") as sent:
+            hook: list = []
             service = AccountService(load_people(str(labels)), bootstrap, prefix, cfg.keys.command_hmac,
                                      worker_group=f"{prefix}worker", transcript=sent,
-                                     on_command=_answer_printer)
+                                     on_command=lambda cmd, answer: hook and hook[0](cmd, answer))
             view = LiveView(bootstrap, prefix, outputs, service).start()
+            hook.append(view.answered)
             t0 = time.monotonic()
             publish_file(events, KafkaSink(bootstrap, prefix, rate, service=service))
             print(f"   all events offered in {time.monotonic() - t0:.0f} s; sending the held-back ones and "
@@ -277,6 +405,8 @@ def _demo(args: argparse.Namespace) -> int:
                 print(f"   {service.pending()} inputs still unconfirmed by the worker; going on", flush=True)
             view.drain()
             st = stats = service.stats
+            if console is not None:
+                print(f"   the console still shows it all at {console_url} until the demo ends", flush=True)
             print(f"   done in {time.monotonic() - t0:.0f} s: {st.events_sent:,} events sent, {st.withheld} withheld, "
                   f"{st.held_back:,} held back a moment for the worker, commands "
                   f"{dict(st.commands)}, answers {dict(st.answers)}, bad signatures {st.bad_signatures}")
@@ -284,19 +414,21 @@ def _demo(args: argparse.Namespace) -> int:
         print(f"atoguard demo: {exc}", file=sys.stderr)
         return 1
     finally:
-        if view is not None and not view.stop.is_set():
-            view.stop.set()
+        # every client first (the view's consumers, the service's producer and consumers), then
+        # the console and the worker, then the broker: nothing is left to reconnect to it
+        print("\n   closing the demo's Kafka clients, then stopping the console and the worker"
+              + ("" if started_broker is None or args.keep_broker else ", then the broker"), flush=True)
+        if view is not None:
+            view.close()
         if service is not None:
             service.close()
-        if worker is not None and worker.poll() is None:
-            worker.send_signal(signal.SIGTERM)
-            try:
-                worker.wait(30)
-            except subprocess.TimeoutExpired:
-                worker.kill()
-                worker.wait()
+        view = service = None
+        gc.collect()  # the confluent-kafka producer and consumers are destroyed here, not at exit
+        _stop(console)
+        _stop(worker)
         if started_broker is not None and not args.keep_broker:
             started_broker.stop()
+            print("   broker stopped", flush=True)
 
     _say("6/7 the report, from what was read back from the output topics")
     with transcript.open("wb") as fh:

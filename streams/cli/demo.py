@@ -5,12 +5,16 @@ Steps (each prints what it does):
   1. start the local Kafka broker (or use the one at --bootstrap-servers if it answers);
   2. create the contract topics under a fresh prefix (demo<N>.), so runs never mix;
   3. simulate a population in which every attack scenario has attacks with a loss;
-  4. start the stream worker (`atoguard run`) on those topics;
+  4. start the stream worker (`atoguard run`) on those topics, and the analyst console
+     (`atoguard console`): the demo prints its address and a sign-in (user demo, a fresh
+     password), and the console shows the traffic live while it streams;
   5. stream the events at a steady rate for --minutes through the live account service, which
      answers the worker's step-ups and freezes and refuses the attackers it stopped; the live
-     view shows events/s, the worker's lag, commands with reasons and the holder's message,
-     challenges answered;
-  6. score what was read back from the output topics (`atoguard eval`) and write the report;
+     view is a status line (events/s, the worker's lag, commands, answers) and a short log of
+     freezes, closes, unfreezes, failed challenges and the first step-ups, with the holder's
+     message, in simulated-time order (the rest is counted; the console shows everything);
+  6. close the clients, stop the console, the worker and the broker; score what was read back
+     from the output topics (`atoguard eval`) and write the report;
   7. compare with the closed-loop replay (`atoguard replay --respond`) of the same events.
 
 Ctrl-C stops everything the demo started. The orchestration is the development tool
@@ -47,6 +51,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="the Kafka to use; a local one is started there when none answers "
                              "(env ATOGUARD_BOOTSTRAP_SERVERS, default 127.0.0.1:9092)")
     parser.add_argument("--keep-broker", action="store_true", help="leave the broker running at the end")
+    parser.add_argument("--console-port", type=int, default=None,
+                        help="the analyst console's port (default 8080 when free, else any free port)")
     add_config_option(parser)
 
 
@@ -54,4 +60,6 @@ def run(args: argparse.Namespace) -> int:
     from tools import demo
 
     load_policy(args)
+    if args.console_port is None:
+        args.console_port = demo.port_if_free(8080)
     return demo.run(args)

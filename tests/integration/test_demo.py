@@ -1,10 +1,14 @@
 """``atoguard demo --short`` against the real broker: under two minutes, every step done, the
-live view shows commands and answers, the report is written from the output topics, and the
-live loop's commands are those of the closed-loop replay of the same events."""
+console's address and sign-in printed and the console fed with the demo's traffic, a live view a
+person can follow (status lines and a short log in simulated-time order), the clients closed
+before the broker stops (no connection errors), the report written from the output topics, and
+the live loop's commands those of the closed-loop replay of the same events."""
 
 from __future__ import annotations
 
 import json
+import re
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -28,9 +32,23 @@ def test_the_short_demo_streams_answers_and_reports(kafka, tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     # every attack scenario of the population has attacks with a loss
     assert summary["attacks_with_loss"] and all(n > 0 for n in summary["attacks_with_loss"].values())
-    # the live view: status lines, commands with the holder's message, challenges answered
-    assert "events/s" in text and "lag " in text
+    # the live view: says what it shows, status lines, a short log with the holder's message and
+    # failed challenges; step-ups beyond the first few are counted, not listed
+    assert "the live view:" in text and "events/s" in text and "lag " in text
     assert "STEP_UP" in text and "holder sees:" in text and "account service:" in text
+    streaming = text[text.index("== 5/7"):text.index("== 6/7")]
+    assert streaming.count("STEP_UP") <= 3
+    assert len(streaming.splitlines()) < 150, f"{len(streaming.splitlines())} lines of live view"
+    # the console: its address and sign-in, and its index holds the demo's commands
+    console = re.search(r"console: (http://127\.0\.0\.1:\d+/)  sign in as demo / (\S+)", text)
+    assert console, text[:3000]
+    index = next((out / "console").glob("index-*.sqlite"))
+    with sqlite3.connect(index) as db:
+        indexed = db.execute("SELECT count(*) FROM commands").fetchone()[0]
+    assert indexed == summary["commands_live"] > 0
+    # clients are closed before the broker stops: no librdkafka complaints
+    assert "Connection refused" not in done.stdout + done.stderr
+    assert text.index("closing the demo's Kafka clients") < text.index("== 6/7")
     assert sum(summary["answers"].values()) > 0 and summary["bad_signatures"] == 0
     # the report, from the transcript of what was sent and read back
     metrics = json.loads((out / "report" / "metrics.json").read_text())

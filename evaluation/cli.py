@@ -49,7 +49,7 @@ example:
   atoguard eval --curve t0.3=report-0.3/ t0.5=report-0.5/ t0.7=report-0.7/ --report curve/
 
 --curve [LABEL=]DIR ... reads DIR/metrics.json of earlier runs and writes, into --report,
-stopped_vs_friction.png (share of legitimate accounts challenged on ordinary days on x, share
+stopped_vs_friction.png (legitimate accounts challenged on ordinary days per 30 days on x, share
 of attacks stopped before loss on y, points joined in the order given) and curve.json; LABEL
 defaults to the folder's name. --events, --labels and --out are not needed then.
 
@@ -60,8 +60,7 @@ incident), scores this one, and writes ceiling.json and stopped_vs_friction.png 
 curve and the policy's point, plus the --curve folders' points when given). Where the ceiling is
 far above the policy at the same friction the policy wastes evidence; where it is low too, the
 evidence is not in the features. Takes a few minutes on 5,000 accounts x 30 days:
-  atoguard eval --events ev31.jsonl --labels lab31.jsonl --out tr31.jsonl --report r31/ \
-      --ceiling ev32.jsonl lab32.jsonl
+  atoguard eval --events ev31.jsonl --labels lab31.jsonl --out tr31.jsonl --report r31/ --ceiling ev32.jsonl lab32.jsonl
 
 exit status: 0, or 1 when --fail-under is given and attacks stopped before loss fall below it;
 2 when an input file is missing or is not the file it should be (a CSV, the events file given

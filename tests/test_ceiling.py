@@ -108,3 +108,10 @@ def test_eval_ceiling_refuses_an_unreadable_training_file_in_one_line(two_popula
     assert rc == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("atoguard eval: --ceiling labels") and "Traceback" not in "".join(err)
+
+
+def test_eval_help_teaches_the_ceiling(capsys):
+    with pytest.raises(SystemExit):
+        main(["eval", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "--ceiling OTHER_EVENTS OTHER_LABELS" in out and "the policy wastes evidence" in out

@@ -62,7 +62,7 @@ CREATE TABLE IF NOT EXISTS commands (command_id TEXT, account TEXT, action TEXT,
   expires_at INTEGER, risk REAL, reasons TEXT, message TEXT, methods TEXT, alert_id TEXT, dry_run INTEGER,
   trigger_event_id TEXT, policy_version TEXT, PRIMARY KEY (command_id, dry_run));
 CREATE INDEX IF NOT EXISTS commands_account ON commands(account, ts);
-CREATE INDEX IF NOT EXISTS commands_trigger ON commands(trigger_event_id);
+CREATE INDEX IF NOT EXISTS commands_trigger ON commands(trigger_event_id, account);
 CREATE INDEX IF NOT EXISTS commands_ts ON commands(ts);
 CREATE TABLE IF NOT EXISTS alerts (alert_id TEXT PRIMARY KEY, account TEXT, ts INTEGER, title TEXT,
   severity TEXT, severity_id INTEGER, risk_score INTEGER, reasons TEXT, action TEXT);
@@ -72,7 +72,7 @@ CREATE TABLE IF NOT EXISTS decisions (decision_id TEXT, account TEXT, event_id T
   policy_version TEXT, PRIMARY KEY (decision_id, dry_run));
 CREATE INDEX IF NOT EXISTS decisions_account ON decisions(account, ts);
 CREATE INDEX IF NOT EXISTS decisions_ts ON decisions(ts);
-CREATE INDEX IF NOT EXISTS decisions_event ON decisions(event_id);
+CREATE INDEX IF NOT EXISTS decisions_event ON decisions(event_id, account);
 CREATE TABLE IF NOT EXISTS signals (event_id TEXT PRIMARY KEY, direction TEXT, account TEXT, ts INTEGER,
   kind TEXT, issuer TEXT, partner_role TEXT, reason TEXT, command_id TEXT);
 CREATE INDEX IF NOT EXISTS signals_account ON signals(account, ts);
@@ -83,6 +83,11 @@ CREATE TABLE IF NOT EXISTS answers (event_id TEXT PRIMARY KEY, account TEXT, ts 
   method TEXT, reason TEXT, command_id TEXT, device TEXT, ip TEXT);
 CREATE INDEX IF NOT EXISTS answers_account ON answers(account, ts);
 CREATE TABLE IF NOT EXISTS dead_letters (id TEXT PRIMARY KEY, source_topic TEXT, reason TEXT, seen_at REAL);
+CREATE TABLE IF NOT EXISTS shadow_pairs (source TEXT, account TEXT, event TEXT, ts INTEGER, real TEXT, shadow TEXT,
+  reasons TEXT, differs INTEGER, PRIMARY KEY (source, account, event));
+CREATE INDEX IF NOT EXISTS shadow_pairs_differ ON shadow_pairs(differs, ts);
+CREATE TABLE IF NOT EXISTS shadow_hourly (hour INTEGER, source TEXT, real TEXT, shadow TEXT, n INTEGER,
+  PRIMARY KEY (hour, source, real, shadow));
 CREATE TABLE IF NOT EXISTS offsets (topic TEXT, partition INTEGER, next INTEGER, PRIMARY KEY (topic, partition));
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER);
 """
@@ -195,6 +200,8 @@ class Index:
                    (cid, account, action, ts, v.get("expires_at"), v.get("risk"), _j(v.get("reasons") or []),
                     v.get("message"), _j(v.get("methods")), v.get("alert_id"), int(bool(v.get("dry_run"))),
                     v.get("trigger_event_id"), v.get("policy_version")))
+        self._pair(db, "command", account, v.get("trigger_event_id"), ts, action, bool(v.get("dry_run")),
+                   v.get("reasons"))
         if v.get("dry_run"):
             return 1  # a shadow's command changes nothing for the queue
         sev = db.execute("SELECT severity, severity_id FROM alerts WHERE alert_id=?", (v.get("alert_id"),)).fetchone()
@@ -243,7 +250,37 @@ class Index:
                    (v["decision_id"], account, v.get("event_id"), v.get("ts"), v.get("decision"), v.get("command_id"),
                     v.get("resolves"), v.get("risk"), _j(v.get("reasons") or []), v.get("message"),
                     int(bool(v.get("dry_run"))), v.get("policy_version")))
+        if v.get("resolves") is None:
+            self._pair(db, "decision", account, v.get("event_id"), v.get("ts"), v.get("decision"),
+                       bool(v.get("dry_run")), v.get("reasons"))
         return 1
+
+    def _pair(self, db, source: str, account: str, event, ts, value, shadow: bool, reasons) -> None:
+        """Keep what the real and the shadow worker decided on one event side by side, and the
+        hourly counts of each (real, shadow) pair, so the shadow page reads aggregates."""
+        if not event or type(ts) is not int:
+            return
+        old = db.execute("SELECT real, shadow, ts FROM shadow_pairs WHERE source=? AND account=? AND event=?",
+                         (source, account, event)).fetchone()
+        real_v, shadow_v = (old["real"], old["shadow"]) if old else (None, None)
+        if shadow:
+            if shadow_v is not None:
+                return  # the first of the event's outputs stands for it
+            shadow_v = value
+        else:
+            if real_v is not None:
+                return
+            real_v = value
+        hour = (old["ts"] if old else ts) // 3_600_000
+        if old:
+            db.execute("UPDATE shadow_hourly SET n=n-1 WHERE hour=? AND source=? AND real IS ? AND shadow IS ?",
+                       (hour, source, old["real"], old["shadow"]))
+        db.execute("INSERT INTO shadow_hourly VALUES (?,?,?,?,1) ON CONFLICT(hour, source, real, shadow) "
+                   "DO UPDATE SET n=n+1", (hour, source, real_v, shadow_v))
+        db.execute("INSERT INTO shadow_pairs VALUES (?,?,?,?,?,?,?,?) ON CONFLICT(source, account, event) DO UPDATE "
+                   "SET real=excluded.real, shadow=excluded.shadow, differs=excluded.differs, "
+                   "reasons=coalesce(shadow_pairs.reasons, excluded.reasons)",
+                   (source, account, event, ts, real_v, shadow_v, _j(reasons or []), int(real_v != shadow_v)))
 
     def _signal(self, db, account: str, v: dict, direction: str) -> int:
         if not v.get("event_id"):
@@ -410,41 +447,25 @@ class Index:
     def shadow_diff(self, hours: float) -> dict:
         """The shadow (``dry_run``) worker's decisions against the real one's over the last
         ``hours`` of stream time, per decided event (``decisions``) and per trigger event
-        (``commands``): counts by (real, shadow) pair, the differing rows, and hourly counts."""
+        (``commands``): counts by (real, shadow) pair, the differing rows (200 newest), and
+        counts per hour of agreeing and differing ones; read from the aggregates kept at ingest."""
         db = self.db()
         now = self.stream_now() or 0
         since = now - int(hours * 3_600_000)
         pairs: dict[tuple[str, str], int] = {}
-        rows: list[dict] = []
         hourly: dict[int, list[int]] = {}
-        for source, sql in (
-            ("decision", "SELECT r.account, r.event_id, r.ts, r.decision AS real, s.decision AS shadow, "
-                         "s.reasons AS shadow_reasons, r.reasons AS real_reasons FROM decisions r LEFT JOIN decisions s "
-                         "ON s.event_id=r.event_id AND s.dry_run=1 AND s.resolves IS NULL "
-                         "WHERE r.dry_run=0 AND r.resolves IS NULL AND r.ts>=? "
-                         "UNION ALL SELECT s.account, s.event_id, s.ts, NULL, s.decision, s.reasons, NULL "
-                         "FROM decisions s WHERE s.dry_run=1 AND s.resolves IS NULL AND s.ts>=? AND NOT EXISTS "
-                         "(SELECT 1 FROM decisions r WHERE r.event_id=s.event_id AND r.dry_run=0 AND r.resolves IS NULL)"),
-            ("command", "SELECT r.account, r.trigger_event_id AS event_id, r.ts, r.action AS real, s.action AS shadow, "
-                        "s.reasons AS shadow_reasons, r.reasons AS real_reasons FROM commands r LEFT JOIN commands s "
-                        "ON s.trigger_event_id=r.trigger_event_id AND s.dry_run=1 AND s.account=r.account "
-                        "WHERE r.dry_run=0 AND r.ts>=? "
-                        "UNION ALL SELECT s.account, s.trigger_event_id, s.ts, NULL, s.action, s.reasons, NULL "
-                        "FROM commands s WHERE s.dry_run=1 AND s.ts>=? AND NOT EXISTS (SELECT 1 FROM commands r "
-                        "WHERE r.trigger_event_id=s.trigger_event_id AND r.dry_run=0 AND r.account=s.account)"),
-        ):
-            for r in db.execute(sql, (since, since)):
-                real, shadow = r["real"] or "-", r["shadow"] or "-"
-                pairs[(f"{source}: {real}", shadow)] = pairs.get((f"{source}: {real}", shadow), 0) + 1
-                hour = (r["ts"] or 0) // 3_600_000
-                slot = hourly.setdefault(hour, [0, 0])
-                slot[0 if real == shadow else 1] += 1
-                if real != shadow and len(rows) < 200:
-                    rows.append({"source": source, "account": r["account"], "ts": r["ts"], "real": real,
-                                 "shadow": shadow, "ref": account_ref(r["account"], self.key),
-                                 "reasons": orjson.loads(r["shadow_reasons"] or r["real_reasons"] or "[]")})
-        shadow_seen = db.execute("SELECT (SELECT count(*) FROM commands WHERE dry_run=1) + "
-                                 "(SELECT count(*) FROM decisions WHERE dry_run=1)").fetchone()[0]
+        for hour, source, real, shadow, n in db.execute(
+                "SELECT hour, source, real, shadow, n FROM shadow_hourly WHERE hour >= ? AND n > 0",
+                (since // 3_600_000,)):
+            real, shadow = real or "-", shadow or "-"
+            pairs[(f"{source}: {real}", shadow)] = pairs.get((f"{source}: {real}", shadow), 0) + n
+            hourly.setdefault(hour, [0, 0])[0 if real == shadow else 1] += n
+        rows = [{"source": r["source"], "account": r["account"], "ts": r["ts"], "real": r["real"] or "-",
+                 "shadow": r["shadow"] or "-", "ref": account_ref(r["account"], self.key),
+                 "reasons": orjson.loads(r["reasons"] or "[]")}
+                for r in db.execute("SELECT * FROM shadow_pairs WHERE differs=1 AND ts>=? ORDER BY ts DESC LIMIT 200",
+                                    (since,))]
+        shadow_seen = db.execute("SELECT coalesce(sum(n), 0) FROM shadow_hourly WHERE shadow IS NOT NULL").fetchone()[0]
         return {"since": since, "now": now, "pairs": sorted(pairs.items()), "rows": rows,
                 "hourly": sorted(hourly.items()), "shadow_seen": shadow_seen}
 

@@ -338,3 +338,15 @@ def test_the_run_examples_in_the_help_pass_the_development_key_check(argv, capsy
         assert "--dev" in words or "--config" in words, " ".join(words)
     assert development_keys_refusal(load_config(None), development_run(True)) is None
     assert development_keys_refusal(load_config(None), development_run(False, environ={})) is not None
+
+
+def test_the_shadow_counts_add_up_to_one_pair_per_event(console):
+    _, index, _, _ = console
+    feed_once(index, [(c.COMMANDS, command("stepped", c.STEP_UP, T0 + HOUR, "s2-shadow", trigger="e-s2",
+                                           dry_run=True))])
+    d = index.shadow_diff(24 * 30)
+    counted = dict(d["pairs"])
+    assert counted[("command: step_up", "step_up")] == 1  # the real step-up and its shadow, one event
+    assert counted[("command: step_up", "-")] == 2 and counted[("command: -", "freeze")] == 1
+    rows = index.db().execute("SELECT count(*) FROM shadow_hourly").fetchone()[0]
+    assert rows <= len(counted) * 2  # one row per hour and pair, not one per event

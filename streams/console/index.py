@@ -272,11 +272,12 @@ class Index:
                 return
             real_v = value
         hour = (old["ts"] if old else ts) // 3_600_000
+        # '-' for a side that wrote nothing (NULLs never meet in a primary key)
         if old:
-            db.execute("UPDATE shadow_hourly SET n=n-1 WHERE hour=? AND source=? AND real IS ? AND shadow IS ?",
-                       (hour, source, old["real"], old["shadow"]))
+            db.execute("UPDATE shadow_hourly SET n=n-1 WHERE hour=? AND source=? AND real=? AND shadow=?",
+                       (hour, source, old["real"] or "-", old["shadow"] or "-"))
         db.execute("INSERT INTO shadow_hourly VALUES (?,?,?,?,1) ON CONFLICT(hour, source, real, shadow) "
-                   "DO UPDATE SET n=n+1", (hour, source, real_v, shadow_v))
+                   "DO UPDATE SET n=n+1", (hour, source, real_v or "-", shadow_v or "-"))
         db.execute("INSERT INTO shadow_pairs VALUES (?,?,?,?,?,?,?,?) ON CONFLICT(source, account, event) DO UPDATE "
                    "SET real=excluded.real, shadow=excluded.shadow, differs=excluded.differs, "
                    "reasons=coalesce(shadow_pairs.reasons, excluded.reasons)",
@@ -465,7 +466,7 @@ class Index:
                  "reasons": orjson.loads(r["reasons"] or "[]")}
                 for r in db.execute("SELECT * FROM shadow_pairs WHERE differs=1 AND ts>=? ORDER BY ts DESC LIMIT 200",
                                     (since,))]
-        shadow_seen = db.execute("SELECT coalesce(sum(n), 0) FROM shadow_hourly WHERE shadow IS NOT NULL").fetchone()[0]
+        shadow_seen = db.execute("SELECT coalesce(sum(n), 0) FROM shadow_hourly WHERE shadow != '-'").fetchone()[0]
         return {"since": since, "now": now, "pairs": sorted(pairs.items()), "rows": rows,
                 "hourly": sorted(hourly.items()), "shadow_seen": shadow_seen}
 

@@ -350,3 +350,23 @@ def test_the_shadow_counts_add_up_to_one_pair_per_event(console):
     assert counted[("command: step_up", "-")] == 2 and counted[("command: -", "freeze")] == 1
     rows = index.db().execute("SELECT count(*) FROM shadow_hourly").fetchone()[0]
     assert rows <= len(counted) * 2  # one row per hour and pair, not one per event
+
+
+def test_the_workers_profile_from_its_changelog_is_shown_pseudonymised(console):
+    from detectors.outputs import pseudonym
+    from detectors.profile import Challenge, Device, Failure, Profile, encode
+    from streams.cli.account import STAMPED_HEADER, state_key
+
+    client, index, _, _ = console
+    p = Profile(first_ts=T0 - 240 * HOUR, last_ts=T0, n_events=42,
+                devices={"raw-device-42": Device(first=T0 - HOUR, last=T0)},
+                challenge=Challenge("f1", c.FREEZE, T0, T0 + HOUR, ["face", "id_check"], 0.9, device="raw-device-42",
+                                    ip="203.0.113.77"),
+                failures=[Failure(T0 - 30_000, "face", "wrong_code", device="raw-device-42", ip="203.0.113.77")])
+    # a stamped record (8 bytes of expiry before the value), as Quix writes with a TTL
+    index.write([("changelog", state_key("frozen1"), b"\0" * 8 + encode(p), [(STAMPED_HEADER, b"\x01")])])
+    sign_in(client, "vera")
+    page = client.get(f"/account/{account_ref('frozen1', KEY)}").text
+    assert "42 events" in page and "wrong_code" in page and "face, id_check" in page
+    assert pseudonym("raw-device-42", KEY) in page and pseudonym("203.0.113.77", KEY) in page
+    assert "raw-device-42" not in page and "203.0.113.77" not in page

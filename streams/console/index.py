@@ -39,7 +39,7 @@ import orjson
 from detectors import contract as c
 from detectors.outputs import pseudonym
 
-__all__ = ["Index", "Feeder", "FEED_TOPICS", "QUEUE_LIMIT", "account_ref"]
+__all__ = ["FEED_TOPICS", "FeedStatus", "Feeder", "Index", "QUEUE_LIMIT", "account_ref", "feed_once", "profile_summary"]
 
 #: the contract topics the console reads, by logical name
 FEED_TOPICS = (c.COMMANDS, c.ALERTS, c.DECISIONS, c.SIGNALS, c.SIGNALS_OUT, c.VERDICTS, c.DEAD_LETTER, c.DEVICE)

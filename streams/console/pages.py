@@ -15,7 +15,7 @@ from markupsafe import Markup
 
 from detectors.reasons import phrase
 
-__all__ = ["TEMPLATES", "render", "svg_chart", "CSS"]
+__all__ = ["CSS", "TEMPLATES", "reason_text", "render", "svg_chart", "utc", "wall"]
 
 
 def utc(ms) -> str:

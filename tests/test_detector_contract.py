@@ -31,9 +31,8 @@ import pytest
 
 from detectors.base import Detector, Finding
 from detectors.config import Config
-from detectors.engine import default_facts
 from detectors.events import DeviceEvent, Event, LocationEvent, TransactionEvent
-from detectors.facts import NO_FACTS, EventFacts
+from detectors.facts import NO_FACTS, EventFacts, FactsTable, source_updates
 from detectors.context import Context, build_context
 from detectors.update import observe
 from detectors.profile import Profile
@@ -159,8 +158,14 @@ def stream() -> tuple[tuple[list[Step], list[EventFacts | None]], int]:
     t = T0 + 21 * DAY + 3 * HOUR  # 03:00, an hour the accounts are never active
     tail = takeover(WARM, t) + stuffing(background[:10], t + 2 * HOUR)
     steps: list[Step] = [*events, *verdicts, *tail]
-    facts_source = default_facts(CFG)
-    facts = [None if isinstance(s, VerdictStep) else facts_source.lookup(s) for s in steps]
+    # the driver's facts: every account's records below each event's bound (ts - facts_delay_ms)
+    settings = CFG.stream.facts()
+    table = FactsTable(settings)
+    for s in steps:
+        if not isinstance(s, VerdictStep):
+            for u in source_updates(s):
+                table.add(u)
+    facts = [None if isinstance(s, VerdictStep) else table.facts(s, settings.bound(s.ts)) for s in steps]
     return (steps, facts), len(events) + len(verdicts)
 
 

@@ -2,7 +2,9 @@
 
 Inputs are real simulated events mutated by hypothesis (a field dropped, retyped, set to an
 extreme, an unknown field or kind, the key of another account, the bytes truncated or replaced),
-plus arbitrary bytes. For every input: no exception escapes; a rejected input gives exactly one
+plus arbitrary bytes. Engine inputs go the way every runtime takes them, through
+:class:`streams.driver.Task` (decode, key, partition, late, duplicate, facts, engine). For every
+input: no exception escapes; a rejected input gives exactly one
 dead letter with a known reason, its original bytes, topic, partition and offset; the state of
 the other accounts is untouched. 100,000 decoder inputs and 3,000 engine inputs by default,
 partners' signals (topic ``signals``) among them.
@@ -20,9 +22,10 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from detectors import contract as c
 from detectors.config import Config
-from detectors.engine import Engine
+from detectors.config import Stream
 from detectors.events import DeadLetter, decode_or_dead_letter
 from detectors.profile import encode
+from streams.driver import Driver, order_key
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -57,7 +60,8 @@ SIGNAL_SAMPLES = [
         ("risk_level_change", "https://other.example", "other", "opaque", {"current_level": "low"}),
     ])
 ]
-SAMPLES = _samples() + SIGNAL_SAMPLES
+_samples_events = _samples()
+SAMPLES = _samples_events + SIGNAL_SAMPLES
 INTS = st.integers(min_value=-(2 ** 63), max_value=2 ** 64 - 1)  # what JSON encoders write
 ODD_VALUES = st.one_of(
     st.none(), st.booleans(), INTS,
@@ -120,23 +124,33 @@ def _check_decoder(message: tuple[str, bytes, bytes | None], offset: int) -> Non
         assert record.account_id == key.decode("utf-8", "replace")  # accepted only under its own account's key
 
 
+#: lateness wide enough that the samples (days apart) and most mutations reach the engine
+FUZZ_CFG = Config(stream=Stream(max_lateness_ms=400 * 86_400_000, dedup_hours=400 * 24.0))
+
+
 class _Accounts:
-    """An engine with three warmed-up accounts, their encoded states kept for comparison."""
+    """A one-partition driver whose task has three warmed-up accounts (their profiles and seen
+    ids kept in the task), and the stream time it reached."""
 
     def __init__(self) -> None:
-        self.engine = Engine(Config(shards=1))
-        self.states: dict[str, object] = {}
-        for line in SAMPLES:
+        self.driver = Driver(FUZZ_CFG, 1)
+        self.task = self.driver.task(0)
+        chosen: set[str] = set()
+        for line in sorted(_samples_events, key=lambda r: order_key(orjson.dumps(r["value"]))):
             account = line["value"]["account_id"]
-            if account not in self.states and len(self.states) >= 3:
+            if account not in chosen and len(chosen) >= 3:
                 continue
-            result = self.engine.process_message(line["topic"], orjson.dumps(line["value"]), account.encode(),
-                                                 self.states.get(account))
-            if result.state is not None:
-                self.states[account] = result.state
+            chosen.add(account)
+            self.task.process(line["topic"], orjson.dumps(line["value"]), account.encode(), 0, f"ato.{line['topic']}")
+        assert len(self.task.accounts) == 3 and self.driver.counts.events > 0
+        self.stream_time = self.task.stream_time
+
+    def snapshot(self, but: str) -> dict[str, tuple[bytes, list]]:
+        return {a: (encode(p), list(seen)) for a, (p, seen) in self.task.accounts.items() if a != but}
 
 
 ACCOUNTS = _Accounts()
+ENGINE_TOPICS = (c.COMMANDS, c.ALERTS, c.DECISIONS, c.SIGNALS_OUT)
 
 
 @settings(max_examples=3_000, deadline=5000, database=None, derandomize=True,
@@ -145,17 +159,19 @@ ACCOUNTS = _Accounts()
 def test_engine_takes_anything_and_leaves_other_accounts_alone(message, offset):
     topic, raw, key = message
     accounts = ACCOUNTS
+    accounts.task.stream_time = accounts.stream_time  # each input against the warmed partition
     account = key.decode("utf-8", "replace") if key else ""
-    before = {a: encode(s) for a, s in accounts.states.items() if a != account}
-    result = accounts.engine.process_message(f"ato.{topic}", raw, key, accounts.states.get(account),
-                                             partition=1, offset=offset, logical_topic=topic)
-    if result.record is None:
-        [letter] = result.outputs
-        assert letter.topic == c.DEAD_LETTER and letter.value["reason"] in c.DEAD_LETTER_REASONS
-        assert letter.value["offset"] == offset
+    before = accounts.snapshot(account)
+    real = f"ato.{topic}"
+    outputs = accounts.task.process(topic, raw, key, offset, real)
+    letters = [o for o in outputs if o.topic == c.DEAD_LETTER]
+    if letters:
+        [letter] = outputs
+        assert letter.value["reason"] in c.DEAD_LETTER_REASONS
+        assert (letter.value["topic"], letter.value["partition"], letter.value["offset"]) == (real, 0, offset)
+        orjson.dumps(letter.value)
     else:
-        for o in result.outputs:
-            assert o.topic in (c.COMMANDS, c.ALERTS) and o.key == account
+        for o in outputs:
+            assert o.topic in ENGINE_TOPICS and o.key == account
             orjson.dumps(o.value)
-    after = {a: encode(s) for a, s in accounts.states.items() if a != account}
-    assert after == before
+    assert accounts.snapshot(account) == before

@@ -25,6 +25,8 @@ import os
 
 from streams.cli import EXIT_USAGE, CliError, add_kafka_options, kafka_settings, quiet_kafka_logs
 
+__all__ = ["configure", "run"]
+
 
 def configure(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)

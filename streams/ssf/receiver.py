@@ -45,7 +45,7 @@ from streams.ssf.config import ReceiverConfig, TransmitterPeer
 from streams.ssf.sets import Parsed, Refusal, check_claims, parse, rsa_key_ok, signals_of, verify_signature
 from streams.ssf.subjects import Directory
 
-__all__ = ["JwksCache", "KafkaWriter", "MemoryWriter", "Receiver", "ReceiverMetrics", "Result", "build_app", "poll_loop"]
+__all__ = ["JwksCache", "KafkaWriter", "MemoryWriter", "Receiver", "ReceiverMetrics", "Result", "Writer", "build_app", "poll_loop"]
 
 log = logging.getLogger("atoguard.ssf")
 

@@ -36,8 +36,8 @@ from detectors import contract as c
 from streams.ssf.subjects import Directory, SubjectError, user_subject
 
 __all__ = [
-    "CAEP", "ERROR_CODES", "EVENT_URIS", "RISC", "SSF", "VERIFICATION", "Parsed", "Refusal",
-    "build_set", "check_claims", "event_id", "kind_of", "parse", "sign", "signals_of",
+    "CAEP", "ERROR_CODES", "EVENT_URIS", "RISC", "SSF", "VERIFICATION", "Outcome", "Parsed", "Refusal",
+    "build_set", "check_claims", "event_id", "kind_of", "parse", "rsa_key_ok", "sign", "signals_of",
     "verify_signature",
 ]
 

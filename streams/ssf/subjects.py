@@ -41,7 +41,7 @@ from typing import Any
 
 from detectors import contract as c
 
-__all__ = ["Directory", "SubjectError", "load_directory_file", "subject_key", "user_subject"]
+__all__ = ["Directory", "SubjectError", "load_directory_file", "subject_key", "user_subject", "TopicDirectory"]
 
 log = logging.getLogger("atoguard.ssf")
 

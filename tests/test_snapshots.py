@@ -12,6 +12,7 @@ from detectors.config import Config
 from detectors.engine import Engine
 from detectors.events import DeviceEvent
 from streams.snapshots import MAGIC, SnapshotRefused, load_snapshot, save_snapshot
+from tests.loop import run_records
 
 KEY = "test-snapshot-key"
 
@@ -23,7 +24,7 @@ def trained_engine() -> Engine:
     engine = Engine(Config(shards=2))
     events = [DeviceEvent(f"e{i}", f"a{i % 4}", 1764000000000 + i * 60_000, "login_success",
                           device_id=f"d{i % 4}") for i in range(20)]
-    list(engine.run(events, STATES))
+    list(run_records(engine, events, STATES))
     return engine
 
 
@@ -40,7 +41,7 @@ def test_models_round_trip(tmp_path):
     later = [DeviceEvent(f"n{i}", f"a{i % 4}", 1764003000000 + i * 60_000, "login_success",
                          device_id="d-new" if i % 3 else f"d{i % 4}", ip=f"192.0.2.{i}") for i in range(12)]
     for ev in later:
-        assert list(engine.run([ev], store_a)) == list(fresh.run([ev], store_b))
+        assert list(run_records(engine, [ev], store_a)) == list(run_records(fresh, [ev], store_b))
     assert set(fresh.snapshot()) == set(engine.snapshot())
 
 

@@ -281,13 +281,13 @@ def test_example_policy_loads_and_sets_every_setting():
     import dataclasses
     import tomllib
 
-    from detectors.config import AllowEntry, Config, Keys, Policy, Windows
+    from detectors.config import AllowEntry, Config, Keys, Policy, Stream, Windows
 
     text = (ROOT / "examples" / "policy.toml").read_text()
     Config.from_toml(text)
     data = tomllib.loads(text)
     assert set(data) == {f.name for f in dataclasses.fields(Config)}
-    for section, cls in (("policy", Policy), ("windows", Windows), ("keys", Keys)):
+    for section, cls in (("policy", Policy), ("windows", Windows), ("keys", Keys), ("stream", Stream)):
         assert set(data[section]) == {f.name for f in dataclasses.fields(cls)}, section
     assert set(data["allow"][0]) == {f.name for f in dataclasses.fields(AllowEntry)}
 

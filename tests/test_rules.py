@@ -286,9 +286,15 @@ CROWD = [
 TABLE = LOCATION + DEVICE + NETWORK + CREDENTIAL + MONEY + CROWD
 
 #: codes only verdicts and the policy raise (the lifecycle of an alert), never a detector
+#: the partners' finding (detectors.signals, tests/test_signals.py): one code per partner role
+PARTNER_CODES = {"PARTNER_EMAIL_PROVIDER", "PARTNER_IDENTITY_PROVIDER", "PARTNER_CARRIER", "PARTNER_LENDER",
+                 "PARTNER_OTHER"}
+#: a decision's reason on a restricted account (detectors.decisions)
+RESTRICTION_CODES = {"ACCOUNT_FROZEN", "ACCOUNT_CLOSED"}
 NOT_FROM_DETECTORS = {
     "ANALYST_CONFIRMED_ATO", "USER_REPORTED_ATO", "CONFIRMED_LEGITIMATE",  # verdicts
     "CHALLENGE_PASSED", "CHALLENGE_FAILED", "CHALLENGE_UNANSWERED",  # outcomes of a challenge
+    *PARTNER_CODES, *RESTRICTION_CODES,
 }
 
 
@@ -328,6 +334,10 @@ def test_every_reason_code_a_detector_can_raise_is_raised():
             assert found is not None, name
             raised.update(found.reasons)
     assert NOT_FROM_DETECTORS <= set(REASONS)
+    # the codes left to others are exactly theirs: the partners' by role, the decisions' restrictions
+    from detectors.signals import REASON_OF_ROLE
+    assert PARTNER_CODES == set(REASON_OF_ROLE.values()) == {r.code for r in REASONS.values() if r.family == "partner"}
+    assert RESTRICTION_CODES == {r.code for r in REASONS.values() if r.family == "restriction"}
     missing = set(REASONS) - NOT_FROM_DETECTORS - raised
     assert not missing, f"no test raises {sorted(missing)}"
 

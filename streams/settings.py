@@ -187,6 +187,7 @@ ENVIRONMENT: dict[str, str] = {
     "ATOGUARD_LOG_LEVEL": "atoguard run: log level",
     "ATOGUARD_DEV": "atoguard run: 1 for a development run, which may use the built-in development keys",
     "ATOGUARD_BROKER_SECURITY": "atoguard broker: plaintext (default) or sasl_ssl (SCRAM-SHA-512 over TLS, ACLs)",
+    "ATOGUARD_ENGINE": "engine kernels: auto (native when built, the default), native or python",
     "ATOGUARD_BROKER_PORT": "atoguard broker: client port of the local broker",
     "ATOGUARD_BROKER_CONTROLLER_PORT": "atoguard broker: KRaft controller port",
     "ATOGUARD_BROKER_DATA_DIR": "atoguard broker: data dir of the local broker",

@@ -4,8 +4,8 @@ The map, one line per part:
 
 * :mod:`streams.runtimes` - the stream worker: the loops that feed Kafka messages through the
   engine's seam. :mod:`~streams.runtimes.quix` (the default, Quix Streams, exactly once, in
-  event-time order by :mod:`~streams.runtimes.eventtime`), :mod:`~streams.runtimes.faust` with
-  its cross-account facts agents :mod:`~streams.runtimes.faust_facts` (``--runtime faust``).
+  event-time order by :mod:`~streams.runtimes.eventtime`), :mod:`~streams.runtimes.faust`
+  (``--runtime faust``, at least once), both around :mod:`streams.driver`.
 * :mod:`streams.cli` - the ``atoguard`` command line, one module per subcommand
   (:mod:`~streams.cli.worker` is ``atoguard run``).
 * :mod:`streams.topics` - topics and admin: the one registry of topic names, their creation and

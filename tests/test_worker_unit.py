@@ -1,5 +1,6 @@
-"""The worker's per-message code without a broker: decoding to dead letters, outputs, the held-back
-profile write, metrics, and the agents through Faust's ``agent.test_context()``."""
+"""The workers' per-message code without a broker: for the Faust runtime, decoding to dead
+letters, outputs, the table written after the outputs are acknowledged, a new task reading the
+table, metrics; for the Quix runtime, the event-time buffer and the handler."""
 
 from __future__ import annotations
 
@@ -11,12 +12,14 @@ import pytest
 
 from detectors import contract as c
 from detectors.config import Config
-from detectors.facts import source_updates
-from streams.runtimes.faust import PartitionMismatch, WorkerOptions, create_app
-from streams.runtimes.faust_facts import apply_fact, apply_source_message, source_message
+from detectors.events import DeviceEvent
+from detectors.sharding import shard_of
+from streams.runtimes.faust import OUTPUTS, PartitionMismatch, WorkerOptions, create_app
 from streams.settings import Settings
 
 SETTINGS = Settings(bootstrap_servers="127.0.0.1:1", topic_prefix="u.", partitions=3)
+#: the partition of account a1 among 3
+P1 = shard_of("a1", 3)
 
 
 class FakeTopic:
@@ -33,23 +36,19 @@ class FakeTopic:
 
 
 def make_app(tmp_path, **kw):
-    options = WorkerOptions(store="memory", data_dir=tmp_path, web_enabled=False, follow_facts=False,
-                            snapshot_interval_s=0, **kw)
+    options = WorkerOptions(store="memory", data_dir=tmp_path, web_enabled=False, snapshot_interval_s=0, **kw)
     app = create_app(SETTINGS, Config(shards=3), options)
     rt = app.atoguard
-    rt.outputs = {t: FakeTopic() for t in c.OUTPUT_TOPICS}
-    rt.sources_topic = FakeTopic()
-    rt.facts_topic = FakeTopic()
+    rt.outputs = {t: FakeTopic() for t in OUTPUTS}
     return app, rt
 
 
-def message(topic: str, value: bytes, key: bytes | None = b"a1", partition: int = 1, offset: int = 7):
+def message(topic: str, value: bytes, key: bytes | None = b"a1", partition: int = P1, offset: int = 7):
     return SimpleNamespace(topic=topic, partition=partition, offset=offset, key=key, value=value, time_in=None)
 
 
-def login(event_id: str, account: str = "a1", **extra) -> bytes:
-    return orjson.dumps({"event_id": event_id, "account_id": account, "ts": 1764000000000,
-                         "kind": "login_success", **extra})
+def login(event_id: str, account: str = "a1", ts: int = 1764000000000, **extra) -> bytes:
+    return orjson.dumps({"event_id": event_id, "account_id": account, "ts": ts, "kind": "login_success", **extra})
 
 
 def test_create_app_refuses_shards_unlike_the_partitions(tmp_path):
@@ -57,46 +56,80 @@ def test_create_app_refuses_shards_unlike_the_partitions(tmp_path):
         create_app(SETTINGS, Config(shards=6), WorkerOptions(store="memory", data_dir=tmp_path, web_enabled=False))
 
 
-@pytest.mark.parametrize("value,key,reason", [
-    (b"\x00not json", b"a1", c.NOT_JSON),
-    (b"[1, 2]", b"a1", c.NOT_OBJECT),
-    (login("e1", account="a2"), b"a1", c.KEY_MISMATCH),
-    (orjson.dumps({"event_id": "e1", "account_id": "a1", "ts": 1, "kind": "teleport"}), b"a1", c.UNKNOWN_KIND),
+@pytest.mark.parametrize("value,key,partition,reason", [
+    (b"\x00not json", b"a1", P1, c.NOT_JSON),
+    (b"[1, 2]", b"a1", P1, c.NOT_OBJECT),
+    (login("e1", account="a2"), b"a1", P1, c.KEY_MISMATCH),
+    (orjson.dumps({"event_id": "e1", "account_id": "a1", "ts": 1, "kind": "teleport"}), b"a1", P1, c.UNKNOWN_KIND),
+    (login("e1"), b"a1", (P1 + 1) % 3, c.WRONG_PARTITION),
 ])
-def test_bad_input_becomes_a_dead_letter_with_topic_partition_offset(tmp_path, value, key, reason):
+def test_bad_input_becomes_a_dead_letter_with_topic_partition_offset(tmp_path, value, key, partition, reason):
     app, rt = make_app(tmp_path)
     rt.profiles = {}
-    asyncio.run(rt.process(message("u.device", value, key)))
+    asyncio.run(rt.process(message("u.device", value, key, partition=partition)))
     (sent,) = rt.outputs[c.DEAD_LETTER].sent
     letter = orjson.loads(sent["value"])
-    assert (letter["reason"], letter["topic"], letter["partition"], letter["offset"]) == (reason, "u.device", 1, 7)
+    assert (letter["reason"], letter["topic"], letter["partition"], letter["offset"]) == (reason, "u.device", partition, 7)
     assert sent["key"] == key
     assert rt.metrics.dead_letters.value(topic="device", reason=reason) == 1
-    assert rt.processed == {"u.device:1": 7}
+    assert rt.driver.counts.dead_letters == {reason: 1}
+    assert rt.processed == {f"u.device:{partition}": 7}
     assert not rt.outputs[c.COMMANDS].sent
 
 
-def test_accepted_events_update_the_profile_once_and_feed_the_facts(tmp_path):
+def test_accepted_events_update_the_table_once_and_feed_the_facts(tmp_path):
     app, rt = make_app(tmp_path)
     table: dict = {}
     rt.profiles = table
     ev = login("e1", device_id="d1", ip="192.0.2.1")
     asyncio.run(rt.process(message("u.device", ev)))
     asyncio.run(rt.process(message("u.device", ev, offset=8)))  # redelivered
-    assert list(table) == ["a1"]
+    assert set(table) == {"p:a1", "d:a1", f"m:{P1}:time", f"m:{P1}:models"}
     assert rt.metrics.events.value(topic="device", kind="login_success") == 1
     assert rt.metrics.duplicates.value(topic="device") == 1
-    assert [m["key"] for m in rt.sources_topic.sent] == [b"ip:192.0.2.1", b"dev:d1"]
+    assert (rt.driver.counts.events, rt.driver.counts.duplicates) == (1, 1)
+    assert rt.health("u.worker")["events"]["events"] == 1
+    later = DeviceEvent("e9", "a9", 1764000000000 + 3_600_000, "login_success", ip="192.0.2.1", device_id="d1")
+    facts = rt.driver.facts.facts(later, rt.driver.facts_settings.bound(later.ts))
+    assert (facts.ip.accounts, facts.device.accounts) == (1, 1)
 
 
-def test_outputs_are_acknowledged_before_the_profile_is_written(tmp_path):
+def test_facts_can_be_switched_off(tmp_path):
+    app, rt = make_app(tmp_path, follow_facts=False)
+    rt.profiles = {}
+    asyncio.run(rt.process(message("u.device", login("e1", ip="192.0.2.1"))))
+    assert rt.facts_applied == 0 and rt.driver.counts.events == 1
+
+
+def test_a_new_task_takes_its_state_from_the_table(tmp_path):
+    """After a rebalance (the task dropped) or a restart (a new app): the seen ids, the stream
+    time and the models come back from the table."""
+    app, rt = make_app(tmp_path)
+    table: dict = {}
+    rt.profiles = table
+    asyncio.run(rt.process(message("u.device", login("e1", device_id="d1"))))
+    rt.revoked([SimpleNamespace(topic="u.device", partition=P1)])
+    assert P1 not in rt.driver.tasks
+    app2, rt2 = make_app(tmp_path)
+    rt2.profiles = table
+    asyncio.run(rt2.process(message("u.device", login("e1", device_id="d1"), offset=9)))  # redelivered
+    assert rt2.driver.counts.duplicates == 1
+    assert rt2.driver.tasks[P1].stream_time == 1764000000000
+    # late: more than max_lateness below the restored stream time
+    lateness = rt2.cfg.stream.max_lateness_ms
+    asyncio.run(rt2.process(message("u.device", login("e0", ts=1764000000000 - lateness - 1), offset=10)))
+    (letter,) = rt2.outputs[c.DEAD_LETTER].sent
+    assert orjson.loads(letter["value"])["reason"] == c.LATE and rt2.driver.counts.late == 1
+
+
+def test_outputs_are_acknowledged_before_the_table_is_written(tmp_path):
     """The write that marks the event as seen must come after its outputs are safely in Kafka."""
     app, rt = make_app(tmp_path)
     order: list[str] = []
 
     class Table(dict):
         def __setitem__(self, k, v):
-            order.append("profile")
+            order.append("table")
             super().__setitem__(k, v)
 
     class SlowTopic(FakeTopic):
@@ -115,57 +148,21 @@ def test_outputs_are_acknowledged_before_the_profile_is_written(tmp_path):
             loop.call_later(0.01, ack)
             return fut
 
-    rt.outputs[c.COMMANDS] = SlowTopic()
-    rt.outputs[c.ALERTS] = SlowTopic()
+    for t in OUTPUTS:
+        rt.outputs[t] = SlowTopic()
     rt.profiles = Table()
     verdict = orjson.dumps({"verdict_id": "v1", "account_id": "a1", "ts": 1764000000000, "label": "ato",
                             "source": "analyst"})
     asyncio.run(rt.process(message("u.verdicts", verdict)))
-    # close command + alert sent and acknowledged, and only then the profile
-    assert order == ["sent", "sent", "acked", "acked", "profile"]
+    # every output sent and acknowledged, and only then the table
+    n = sum(len(t.sent) for t in rt.outputs.values())
+    assert n >= 2 and order[:2 * n] == ["sent"] * n + ["acked"] * n
+    assert order[2 * n:] and set(order[2 * n:]) == {"table"}
     (cmd,) = rt.outputs[c.COMMANDS].sent
     assert orjson.loads(cmd["value"])["action"] == "close" and cmd["key"] == b"a1"
     (alert,) = rt.outputs[c.ALERTS].sent
     assert dict(alert["headers"])["ce_specversion"] == b"1.0"
     assert rt.metrics.commands.value(action="close") == 1
-
-
-def test_source_windows_count_accounts_and_ignore_repeats():
-    table: dict = {}
-    facts = None
-    for i in range(5):
-        value = orjson.dumps(["L", f"a{i}", f"e{i}", 1000 + i, 1])
-        facts = apply_source_message(table, None, "ip:198.51.100.7", value)
-    assert orjson.loads(facts)[:3] == [5, 5, 5]
-    assert apply_source_message(table, None, "ip:198.51.100.7", value) is None
-    from detectors.facts import ExternalFacts
-    from detectors.events import DeviceEvent
-    ext = ExternalFacts()
-    apply_fact(ext, b"ip:198.51.100.7", facts)
-    looked = ext.lookup(DeviceEvent("e9", "a9", 2000, "login_success", ip="198.51.100.7"))
-    assert (looked.ip.accounts, looked.ip.failures) == (5, 5)
-
-
-def test_location_fixes_publish_ip_type():
-    from detectors.events import LocationEvent
-    msgs = [source_message(u) for u in
-            source_updates(LocationEvent("g1", "a1", 5, "ip_geo", 1.0, 2.0, ip="192.0.2.9", ip_type="vpn"))]
-    assert msgs == [(b"ip:192.0.2.9", b'["G","vpn",null]')]
-
-
-def test_sources_agent_in_a_test_context(tmp_path):
-    """The sources agent through Faust's own test harness, memory store, no broker."""
-    app, rt = make_app(tmp_path)
-
-    async def go():
-        async with rt.sources_agent.test_context() as agent:
-            for i in range(3):
-                await agent.put(orjson.dumps(["L", f"a{i}", f"e{i}", 1000 + i, 0]), key=b"dev:d1")
-        return rt.facts_topic.sent
-
-    sent = asyncio.run(go())
-    assert [orjson.loads(s["value"])[0] for s in sent] == [1, 2, 3]
-    assert all(s["key"] == b"dev:d1" for s in sent)
 
 
 # -- the Quix runtime, without a broker ---------------------------------------------------------------

@@ -3,5 +3,5 @@
 * :mod:`streams.runtimes.quix` - Quix Streams (the default of ``atoguard run``): RocksDB state
   with changelogs, exactly once through Kafka transactions, event-time order
   (:mod:`streams.runtimes.eventtime`).
-* :mod:`streams.runtimes.faust` with :mod:`streams.runtimes.faust_facts` - Faust (``atoguard run --runtime faust``).
+* :mod:`streams.runtimes.faust` - Faust (``atoguard run --runtime faust``), at least once, around :mod:`streams.driver`.
 """

@@ -1,37 +1,42 @@
 """The stream worker as a Faust app: ``create_app(settings, cfg, options) -> faust.App``.
 
-Topology (``P`` = the input topics' partition count = ``cfg.shards``)::
+The Faust loop around the driver (:mod:`streams.driver`), the same path replay takes::
 
     <prefix>device ─┐
-    <prefix>location ─┤ accounts agent (concurrency 1)     ──> <prefix>commands
-    <prefix>transaction ─┤   decode (ours) -> Engine.handle  ──> <prefix>alerts (CloudEvents headers)
-    <prefix>verdicts ─┘   table <app_id>-profiles         ──> <prefix>dead-letter
-                           │ logins, ip_geo fixes, re-keyed by source
-                           v
-                    <app_id>-sources ──> sources agent, table <app_id>-sources
-                                            │ facts per IP / device (hourly windows, MIDAS-R)
-                                            v
-                    <app_id>-facts (compacted) ──> FactsFollower (every worker, all partitions)
-                                                   -> ExternalFacts of the engine
+    <prefix>location ─┤ accounts agent (concurrency 1)       ──> <prefix>commands
+    <prefix>transaction ─┤   one streams.driver.Task per partition ──> <prefix>alerts (CloudEvents headers)
+    <prefix>verdicts ─┤   table <app_id>-profiles             ──> <prefix>decisions, <prefix>signals-out
+    <prefix>signals ─┘                                          ──> <prefix>dead-letter
 
-* Input topics are declared raw (bytes in, bytes out) and decoded by
-  :func:`detectors.events.decode_or_dead_letter`, so bad input reaches the dead-letter topic with
-  its real topic name, partition and offset instead of being skipped by Faust.
-* One agent reads all four input topics, so the events of one account go through one agent in
-  partition order; concurrency stays 1 (faust #606).
-* Profiles are bytes (:func:`detectors.profile.encode`) in the Faust table ``profiles``
-  (changelog ``<app_id>-profiles-changelog``); each message is one call of the engine's seam,
-  :meth:`detectors.engine.Engine.process_message`, with the stored profile of the message key.
-  The engine ignores repeated event ids, so a redelivered event changes nothing.
-* No lost outputs after a crash: when an event produces commands or alerts, the worker waits
-  until Kafka has acknowledged them *before* it writes the profile (which marks the event as
-  seen) to the table. A crash in between replays the event, which emits the same outputs again
-  with the same deterministic ids; consumers drop repeats by ``command_id`` / ``ce_id``.
-  Offsets are committed only after the producer is flushed (Faust), so it is at least once.
-* Models: one :class:`~detectors.engine.Engine` per worker, sharded like the partitions;
-  snapshotted to a signed file (:mod:`streams.snapshots`) on a timer and at shutdown, loaded at
-  start. Models of a partition that moves to another worker start from that worker's state.
-* Metrics at ``/metrics`` on the web port (:mod:`streams.metrics`).
+* Input topics are declared raw (bytes in, bytes out); every message goes through
+  :meth:`streams.driver.Task.admit` and :meth:`streams.driver.Task.apply` of its partition's task
+  (decode, key, partition, lateness, duplicates, facts, engine), so bad input reaches the
+  dead-letter topic with its real topic name, partition and offset instead of being skipped by Faust.
+* One agent reads all input topics, so the events of one account go through one agent in
+  partition order; concurrency stays 1 (faust #606). Faust takes the messages in its own
+  (arrival) order, not in the ``(ts, id)`` order of :func:`streams.driver.order_key`.
+* The task's :class:`~streams.driver.Store` is the Faust table ``profiles`` (changelog
+  ``<app_id>-profiles-changelog``, co-partitioned with the inputs: Faust writes an entry to the
+  changelog partition of the message being processed): an account's profile under
+  ``p:<account>``, its seen event ids under ``d:<account>``, the partition's stream time and shard
+  of the online models under ``m:<partition>:time`` / ``m:<partition>:models``
+  (:class:`FaustStore`). A redelivered event is found among the seen ids and changes nothing.
+* No lost outputs after a crash: the worker waits until Kafka has acknowledged a message's
+  outputs *before* :meth:`~streams.driver.Task.checkpoint` writes the table (which marks the event
+  as seen). A crash in between replays the event, which emits the same outputs again with the
+  same deterministic ids; consumers drop repeats by ``command_id`` / ``ce_id``. Offsets are
+  committed only after the producer is flushed (Faust), so it is at least once.
+* Cross-account facts: the worker's own :class:`detectors.facts.FactsTable`
+  (``driver.facts``), fed with the source updates of the records *this worker* admits. With one
+  worker that is every record; with several Faust workers the facts are per worker (each sees
+  the sources of its own partitions only), and after a restart they start empty. There is no
+  facts stage across workers in this runtime.
+* Models: one :class:`~detectors.engine.Engine` per worker (the driver's), one shard per
+  partition, kept in the table with the partition's entries; also snapshotted to a signed file
+  (:mod:`streams.snapshots`) on a timer and at shutdown, and loaded at start: a partition whose
+  table has no models yet starts from the snapshot's shard.
+* Metrics at ``/metrics`` and the counts at ``/healthz`` on the web port (:mod:`streams.metrics`,
+  :class:`streams.driver.Counts`).
 """
 
 from __future__ import annotations
@@ -49,24 +54,27 @@ import orjson
 from detectors import contract as c
 from detectors.config import Config
 from detectors.engine import Engine
-from detectors.events import Verdict
-from detectors.facts import ExternalFacts
 from detectors.outputs import Output
-from detectors.profile import decode as decode_profile, encode as encode_profile
-from streams.runtimes.faust_facts import FactsFollower, apply_source_message, source_message
+from streams.driver import MODELS, Driver, Task, updates_of
 from streams.metrics import CONTENT_TYPE, WorkerMetrics
 from streams.settings import Settings
 from streams import snapshots
 from streams.topics import PartitionMismatch, topic_name
 
-__all__ = ["PartitionMismatch", "WorkerOptions", "Runtime", "create_app",
-           "ensure_internal_topics", "internal_topic_names"]
+__all__ = ["PartitionMismatch", "WorkerOptions", "FaustStore", "Runtime", "create_app",
+           "ensure_internal_topics", "internal_topic_names", "INPUTS", "OUTPUTS"]
 
 log = logging.getLogger("atoguard.worker")
 
 RAW = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
-#: table keys are account ids (JSON strings in the changelog), values raw bytes
+#: table keys are strings (``p:<account>``, ``d:<account>``, ``m:<partition>:<name>``), values raw bytes
 TABLE_RAW = {"key_type": str, "value_type": bytes}
+#: the input topics of the worker (contract v3: partners' signals too)
+INPUTS = (c.DEVICE, c.LOCATION, c.TRANSACTION, c.VERDICTS, c.SIGNALS)
+#: every topic an :class:`~detectors.outputs.Output` can name
+OUTPUTS = (c.COMMANDS, c.ALERTS, c.DEAD_LETTER, c.DECISIONS, c.SIGNALS_OUT)
+#: evict facts no task can ask for any more, every this many messages
+EVICT_EVERY = 4096
 
 
 @dataclass(frozen=True)
@@ -74,7 +82,7 @@ class WorkerOptions:
     """How one worker process runs (the engine's policy is in :class:`Config`).
 
     ``app_id`` defaults to ``<prefix>worker``: the consumer group, and the prefix of the
-    internal topics (``<app_id>-profiles-changelog``, ``<app_id>-sources``, ``<app_id>-facts``).
+    table's changelog topic (``<app_id>-profiles-changelog``).
     Each worker process needs its own ``data_dir`` (RocksDB locks its files).
     """
 
@@ -93,10 +101,10 @@ class WorkerOptions:
     stream_buffer_maxsize: int = 4096
     max_poll_records: int | None = None
     producer_linger_ms: int = 1
-    #: compute cross-account facts (the sources agent and the facts follower); off when the
-    #: cross-account detectors are off, or to measure what the facts cost
+    #: feed the worker's cross-account facts table; off when the cross-account detectors are
+    #: off, or to measure what the facts cost
     follow_facts: bool = True
-    #: wait for Kafka's acknowledgement of an event's outputs before its profile is written (the
+    #: wait for Kafka's acknowledgement of a message's outputs before the table is written (the
     #: no-loss guarantee above); off only to measure what it costs
     ack_outputs: bool = True
     extra: dict[str, Any] = field(default_factory=dict)  # more faust settings, verbatim
@@ -109,62 +117,72 @@ class WorkerOptions:
 
 
 def internal_topic_names(app_id: str) -> dict[str, str]:
-    """Our own internal topics (Faust names the table changelogs itself)."""
-    return {"sources": f"{app_id}-sources", "facts": f"{app_id}-facts"}
+    """Our own internal topics: none any more (Faust names the table's changelog itself)."""
+    return {}
 
-
-# -- internal topics -------------------------------------------------------------------------
 
 def ensure_internal_topics(settings: Settings, app_id: str, partitions: int) -> None:
-    """Create ``<app_id>-sources`` and the compacted ``<app_id>-facts`` if they do not exist."""
-    from kafka import KafkaAdminClient
-    from kafka import errors as kafka_errors
+    """Nothing to create: the facts are the worker's own table (kept for the command line's
+    start-up, which still calls it)."""
+    return None
 
-    names = internal_topic_names(app_id)
-    request = {
-        names["sources"]: {"num_partitions": partitions, "replication_factor": settings.replication_factor,
-                           "configs": {"cleanup.policy": "delete", "retention.ms": str(7 * 86_400_000)}},
-        names["facts"]: {"num_partitions": partitions, "replication_factor": settings.replication_factor,
-                         "configs": {"cleanup.policy": "compact"}},
-    }
-    admin = KafkaAdminClient(**settings.client_options(), client_id="atoguard-worker-admin")
-    try:
-        response = admin.create_topics(request, timeout_ms=30_000, raise_errors=False)
-        for topic in response["topics"]:
-            error = kafka_errors.for_code(topic["error_code"])
-            if error not in (kafka_errors.NoError, kafka_errors.TopicAlreadyExistsError):
-                raise error(f"creating {topic['name']}: {topic.get('error_message') or error.message}")
-        admin.wait_for_topics(list(request), timeout_ms=30_000)
-    finally:
-        admin.close()
+
+# -- the task's store -----------------------------------------------------------------------------
+
+class FaustStore:
+    """A :class:`streams.driver.Store` over the Faust table (any mapping of str -> bytes).
+
+    Written only from inside the accounts agent, while the message of ``partition`` is the
+    current event: Faust sends each entry to that changelog partition.
+    """
+
+    __slots__ = ("runtime", "partition", "_meta")
+
+    def __init__(self, runtime: "Runtime", partition: int) -> None:
+        self.runtime = runtime
+        self.partition = partition
+        self._meta = f"m:{partition}:"
+
+    def get(self, account: str, name: bytes) -> bytes | None:
+        return self.runtime.profiles.get(f"{name.decode()}:{account}")
+
+    def put(self, account: str, name: bytes, value: bytes) -> None:
+        self.runtime.profiles[f"{name.decode()}:{account}"] = value
+
+    def get_meta(self, name: bytes) -> bytes | None:
+        return self.runtime.profiles.get(self._meta + name.decode())
+
+    def put_meta(self, name: bytes, value: bytes) -> None:
+        self.runtime.profiles[self._meta + name.decode()] = value
 
 
 # -- the worker's state and per-message work ------------------------------------------------------
 
 class Runtime:
-    """What the agents of one app share: the engine, its facts, the metrics, the topics."""
+    """What the agent of one app shares: the driver (engine, facts, tasks, counts), the metrics,
+    the topics."""
 
     def __init__(self, settings: Settings, cfg: Config, options: WorkerOptions) -> None:
         self.settings = settings
-        self.cfg = cfg
         self.options = options
         self.prefix = settings.topic_prefix
-        self.facts = ExternalFacts()
-        self.engine = Engine(cfg, self.facts)
+        self.driver = Driver(cfg, settings.partitions)
+        self.cfg = self.driver.cfg
         self.metrics = WorkerMetrics()
         self.snapshot_path = options.resolved_snapshot(settings)
         self.app: faust.App | None = None
         self.profiles: Any = None
         self.outputs: dict[str, Any] = {}
-        self.sources_topic: Any = None
-        self.follower: FactsFollower | None = None
-        self.burst = None
-        if "login_burst" in cfg.detectors:
-            from detectors.burst_facts import BurstScorer
-            self.burst = BurstScorer(seed=cfg.seed)
-        self._logical = {topic_name(t, self.prefix): t for t in c.INPUT_TOPICS}
+        self._logical = {topic_name(t, self.prefix): t for t in INPUTS}
         #: "topic:partition" -> last input offset fully processed by this worker (for /healthz)
         self.processed: dict[str, int] = {}
+        #: source updates added to the worker's facts table
+        self.facts_applied = 0
+        self._since_evict = 0
+
+    @property
+    def engine(self) -> Engine:
+        return self.driver.engine
 
     # -- snapshots ---------------------------------------------------------------------------------
     def load_models(self) -> str:
@@ -174,6 +192,27 @@ class Runtime:
     def save_models(self) -> None:
         snapshots.save_models(self.engine, self.snapshot_path, self.cfg, self.metrics)
 
+    # -- tasks -------------------------------------------------------------------------------------
+    def task(self, partition: int) -> Task:
+        """The partition's task; a new one reads what the table holds (after Faust's recovery)."""
+        task = self.driver.tasks.get(partition)
+        if task is not None:
+            return task
+        engine = self.engine
+        # the snapshot's shard, for a partition whose table has no models yet
+        snapshot = engine.shard_state(partition)
+        store = FaustStore(self, partition)
+        task = self.driver.task(partition, store)
+        if snapshot and store.get_meta(MODELS) is None:
+            engine.load_shard(partition, snapshot)
+        return task
+
+    def revoked(self, partitions) -> None:
+        """Input partitions moved away (or a rebalance started): forget their tasks."""
+        for tp in partitions:
+            if tp.topic in self._logical:
+                self.driver.drop(tp.partition)
+
     # -- one input message -------------------------------------------------------------------------
     async def process(self, message: Any) -> None:
         await self._process(message)
@@ -182,30 +221,48 @@ class Runtime:
     async def _process(self, message: Any) -> None:
         received = message.time_in if message.time_in is not None else time.monotonic()
         topic = message.topic
-        logical = self._logical.get(topic)
-        key = message.key
-        stored = self.profiles.get(key.decode("utf-8", "replace")) if key else None
-        result = self.engine.process_message(
-            topic, message.value, key, None if stored is None else decode_profile(stored),
-            partition=message.partition, offset=message.offset, logical_topic=logical)
+        logical = self._logical.get(topic, topic)
+        driver = self.driver
+        counts = driver.counts
         m = self.metrics
-        record = result.record
+        task = self.task(message.partition)
+        admitted = task.admit(logical, message.value, message.key, message.offset, topic)
+        record = admitted.record
         if record is None:
-            m.dead_letters.inc(topic=logical or topic, reason=result.outputs[0].value["reason"])
-            await self.emit(result.outputs, None, received)
+            letter = admitted.dead_letter
+            reason = letter.value["reason"]
+            m.dead_letters.inc(topic=logical, reason=reason)
+            counts.count((letter,))
+            if reason == c.LATE:
+                counts.late += 1
+                m.late_events.inc(topic=logical)
+            await self.emit((letter,), None, received)
+            task.checkpoint()
             return
-        if result.duplicate:
+        if self.options.follow_facts:
+            for u in updates_of(admitted):
+                driver.facts.add(u)
+                self.facts_applied += 1
+        before = counts.duplicates
+        outputs = task.apply(record)
+        if counts.duplicates != before:
             m.duplicates.inc(topic=logical)
-            return
-        m.events.inc(topic=logical, kind=record.label if type(record) is Verdict else record.kind)
-        if self.sources_topic is not None:
-            for update in result.facts:
-                skey, value = source_message(update)
-                await self.sources_topic.send(key=skey, value=value)
-        if result.outputs:
-            await self.emit(result.outputs, record.ts, received)
-        # written only now: its outputs are acknowledged (a crash before this replays the event)
-        self.profiles[record.account_id] = encode_profile(result.state)
+        else:
+            m.events.inc(topic=logical, kind=getattr(record, "kind", None) or getattr(record, "label", "verdict"))
+            if outputs:
+                await self.emit(outputs, record.ts, received)
+        # written only now: its outputs are acknowledged (a crash before this replays the message)
+        task.checkpoint()
+        self._since_evict += 1
+        if self._since_evict >= EVICT_EVERY:
+            self._since_evict = 0
+            self.evict_facts()
+
+    def evict_facts(self) -> None:
+        """Forget facts none of this worker's tasks can ask for any more."""
+        marks = [w for t in self.driver.tasks.values() if (w := t.watermark()) is not None]
+        if marks:
+            self.driver.facts.evict(self.driver.facts_settings.bound(min(marks)))
 
     async def emit(self, outputs: tuple[Output, ...], event_ts: int | None, received: float) -> None:
         """Send ``outputs`` and wait until Kafka has acknowledged every one of them."""
@@ -218,11 +275,20 @@ class Runtime:
             await asyncio.gather(*futures)
         self.metrics.sent(outputs, received, event_ts)
 
-    async def process_source(self, message: Any) -> None:
-        key = message.key.decode("utf-8", "replace") if message.key else ""
-        fact = apply_source_message(self.sources_table, self.burst, key, message.value)
-        if fact is not None:
-            await self.facts_topic.send(key=message.key, value=fact)
+    # -- web ---------------------------------------------------------------------------------------
+    def health(self, app_id: str) -> dict:
+        app = self.app
+        try:
+            assigned = sorted(f"{tp.topic}:{tp.partition}" for tp in (app.consumer.assignment() if app.consumer else ()))
+        except Exception:  # not subscribed yet, or closing
+            assigned = []
+        counts = self.driver.counts
+        return {"app_id": app_id, "runtime": "faust", "guarantee": "at-least-once",
+                "events": {"events": counts.events, "verdicts": counts.verdicts, "duplicates": counts.duplicates,
+                           "late": counts.late, "dead_letters": sum(counts.dead_letters.values()),
+                           "commands": sum(counts.commands.values()), "alerts": counts.alerts,
+                           "decisions": counts.decisions},
+                "processed": dict(self.processed), "assigned": assigned, "facts_applied": self.facts_applied}
 
     # -- gauges ------------------------------------------------------------------------------------
     def lag_rows(self):
@@ -250,7 +316,8 @@ class Runtime:
         at, rows = self._size_cache
         if time.monotonic() - at < 15.0 and rows:
             return rows
-        rows = [(("profiles",), float(len(self.profiles))), (("sources",), float(len(self.sources_table)))]
+        profiles = sum(1 for k in self.profiles.keys() if k.startswith("p:"))
+        rows = [(("profiles",), float(profiles))]
         self._size_cache = (time.monotonic(), rows)
         return rows
 
@@ -300,36 +367,21 @@ def create_app(settings: Settings, cfg: Config, options: WorkerOptions | None = 
     app.atoguard = rt  # type: ignore[attr-defined]
 
     prefix = settings.topic_prefix
-    inputs = app.topic(*[topic_name(t, prefix) for t in c.INPUT_TOPICS], **RAW)
-    rt.outputs = {t: app.topic(topic_name(t, prefix), **RAW) for t in c.OUTPUT_TOPICS}
-    internal = internal_topic_names(app_id)
-    sources_in = app.topic(internal["sources"], partitions=settings.partitions, **RAW)
-    rt.sources_topic = sources_in if options.follow_facts else None
-    rt.facts_topic = app.topic(internal["facts"], partitions=settings.partitions, compacting=True, **RAW)
-
+    inputs = app.topic(*[topic_name(t, prefix) for t in INPUTS], **RAW)
+    rt.outputs = {t: app.topic(topic_name(t, prefix), **RAW) for t in OUTPUTS}
     rt.profiles = app.Table("profiles", default=None, partitions=settings.partitions,
-                            help="account profiles (detectors.profile.Profile as bytes)", **TABLE_RAW)
-    rt.sources_table = app.Table("sources", default=None, partitions=settings.partitions,
-                                 help="hourly login windows per IP / device", **TABLE_RAW)
+                            help="the tasks' stores: profiles, seen ids, stream time, models", **TABLE_RAW)
 
     @app.agent(inputs, name="accounts", concurrency=1)
     async def accounts(stream):
         async for event in stream.events():
             await rt.process(event.message)
 
-    @app.agent(sources_in, name="sources", concurrency=1)
-    async def sources(stream):
-        async for event in stream.events():
-            await rt.process_source(event.message)
+    rt.accounts_agent = accounts
 
-    rt.accounts_agent, rt.sources_agent = accounts, sources
-
-    if options.follow_facts:
-        rt.follower = FactsFollower(settings.bootstrap_servers, internal["facts"], rt.facts)
-
-        @app.task
-        async def follow_facts():
-            await rt.follower.run()
+    @app.on_partitions_revoked.connect
+    async def _on_revoked(app, revoked, **kwargs):
+        rt.revoked(revoked)
 
     if options.snapshot_interval_s > 0:
         @app.timer(options.snapshot_interval_s)
@@ -338,8 +390,6 @@ def create_app(settings: Settings, cfg: Config, options: WorkerOptions | None = 
 
     @app.on_before_shutdown.connect
     async def _on_shutdown(app, **kwargs):
-        if rt.follower is not None:
-            rt.follower.stop()
         try:
             rt.save_models()
         except Exception:
@@ -354,9 +404,7 @@ def create_app(settings: Settings, cfg: Config, options: WorkerOptions | None = 
 
     @app.page("/healthz")
     async def healthz(self, request):
-        assigned = sorted(f"{tp.topic}:{tp.partition}" for tp in (app.consumer.assignment() if app.consumer else ()))
-        return self.json({"app_id": app_id, "events": rt.engine.counts, "processed": rt.processed,
-                          "assigned": assigned, "facts_applied": rt.follower.applied if rt.follower else 0})
+        return self.json(rt.health(app_id))
 
     rt.load_models()
     return app

@@ -75,7 +75,8 @@ def fresh(bootstrap: str, partitions: int) -> Settings:
 def preload(settings: Settings, events) -> None:
     from confluent_kafka import Producer
 
-    p = Producer({"bootstrap.servers": settings.bootstrap_servers, "linger.ms": 20, "batch.size": 262144})
+    p = Producer({"bootstrap.servers": settings.bootstrap_servers, "linger.ms": 20, "batch.size": 262144,
+                         "partitioner": "murmur2_random"})
     for topic, key, value in events:
         while True:
             try:
@@ -97,7 +98,8 @@ def client_loop(settings: Settings, total: int, with_engine: bool) -> dict:
     out_names = {t: topic_name(t, prefix) for t in c.OUTPUT_TOPICS}
     consumer = Consumer({"bootstrap.servers": settings.bootstrap_servers, "group.id": f"bench-{uuid.uuid4().hex[:6]}",
                          "auto.offset.reset": "earliest", "enable.auto.commit": True})
-    producer = Producer({"bootstrap.servers": settings.bootstrap_servers, "linger.ms": 5})
+    producer = Producer({"bootstrap.servers": settings.bootstrap_servers, "linger.ms": 5,
+                         "partitioner": "murmur2_random"})
     consumer.subscribe(list(logical))
     engine = Engine(Config(shards=settings.partitions)) if with_engine else None
     states: dict[bytes, bytes] = {}
@@ -272,7 +274,8 @@ def latency(settings: Settings, events, rates: list[float], seconds: float, work
         reader = threading.Thread(target=read, daemon=True)
         reader.start()
         time.sleep(1.0)
-        producer = Producer({"bootstrap.servers": settings.bootstrap_servers, "linger.ms": 0})
+        producer = Producer({"bootstrap.servers": settings.bootstrap_servers, "linger.ms": 0,
+                         "partitioner": "murmur2_random"})
         rows = []
         pos = 0
         for rate in rates:

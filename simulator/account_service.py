@@ -116,7 +116,8 @@ class AccountService:
         self.transcript, self.on_command = transcript, on_command
         self.stats = ServiceStats()
         base = {"bootstrap.servers": bootstrap_servers, **(client_options or {})}
-        self._producer = Producer({**base, "linger.ms": 2, "enable.idempotence": True})
+        self._producer = Producer({**base, "linger.ms": 2, "enable.idempotence": True,
+                                   "partitioner": "murmur2_random"})  # contract v3: murmur2 of the key
         self._commands = Consumer({**base, "group.id": f"{prefix}account-service", "enable.auto.commit": False,
                                    "isolation.level": "read_committed", "auto.offset.reset": "earliest"})
         # never fetches (a fetch waiting on the broker would hold these look-ups back): reads the

@@ -83,6 +83,8 @@ _CATALOGUE: dict[str, tuple[str, int | None, str]] = {
                "out: OCSF detection findings for the security team"),
     c.DEAD_LETTER: ("dead-letter.schema.json", 14 * _DAY_MS,
                     "out: inputs that could not be accepted, with the reason"),
+    c.DECISIONS: ("decision.schema.json", 7 * _DAY_MS,
+                  "out: allow / hold / deny on every money movement, and each hold's resolution (v3)"),
     c.SIGNALS: ("signal.schema.json", 30 * _DAY_MS, "in: partners' security events, verified and mapped (v3)"),
     c.SIGNALS_OUT: ("signals-out.schema.json", 30 * _DAY_MS, "out: security events shared with partners (v3)"),
 }

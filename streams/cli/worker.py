@@ -99,7 +99,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                        help="tables and model snapshots of this worker (default ./.atoguard/worker); "
                             "one per worker process")
     state.add_argument("--snapshot", type=Path, default=_env("SNAPSHOT"),
-                       help="model snapshot file (default <data-dir>/<app-id>.models.snap), signed with "
+                       help="Faust runtime: model snapshot file (default <data-dir>/<app-id>.models.snap; the Quix "
+                            "runtime keeps the models in its checkpointed state), signed with "
                             "keys.snapshot_hmac; a file with a wrong signature is refused")
     state.add_argument("--snapshot-interval", type=float, default=60.0,
                        help="seconds between model snapshots (default 60; 0: only at shutdown)")
@@ -111,9 +112,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
     tune.add_argument("--commit-interval", type=float, default=None,
                       help="seconds between checkpoints / offset commits (default: quix 0.1, i.e. outputs visible "
                            "to read_committed consumers within about 0.1 s; faust 1)")
-    tune.add_argument("--allowed-lateness", type=float, default=60.0,
-                      help="quix: seconds an event may be earlier than its partition's stream time before it is "
-                           "counted as late (atoguard_late_events_total; it is processed all the same)")
     tune.add_argument("--arrival-order", action="store_true",
                       help="quix: take records in Quix's own order (by Kafka timestamp, per partition number) "
                            "instead of event-time (ts) order across the worker's partitions")
@@ -158,10 +156,10 @@ def build_quix(args: argparse.Namespace):
     settings, cfg = _settings_and_config(args)
     options = QuixOptions(
         app_id=args.app_id, data_dir=args.data_dir, web_host=args.web_host, web_port=args.web_port,
-        snapshot_path=args.snapshot, snapshot_interval_s=args.snapshot_interval, instance_id=args.instance_id,
+        instance_id=args.instance_id,
         session_timeout_s=args.session_timeout, processing_guarantee=args.processing_guarantee,
         commit_interval_s=0.1 if args.commit_interval is None else args.commit_interval,
-        transaction_timeout_s=args.transaction_timeout, allowed_lateness_ms=int(args.allowed_lateness * 1000),
+        transaction_timeout_s=args.transaction_timeout,
         loglevel="INFO" if args.log_level == "debug" else "WARNING", event_time=not args.arrival_order,
     )
     return settings, cfg, options

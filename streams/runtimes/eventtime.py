@@ -31,9 +31,11 @@ from typing import Any, Optional
 import orjson
 from quixstreams.internal_consumer import buffering as qb
 
+from streams.driver import order_key
+
 __all__ = ["EventTimeBuffer", "event_ts", "install", "EventTimePartitionBuffer"]
 
-_INF = float("inf")
+_INF = (float("inf"), b"")
 _next = attrgetter("next_timestamp")
 
 
@@ -56,12 +58,18 @@ def event_ts(value: Any, default: int) -> int:
 _NOW = float("-inf")  # the key of a record with no ts: take it as soon as it is at the head
 
 
-def _message_ts(message: Any) -> float:
-    return event_ts(message.value(), _NOW)
+def _message_ts(message: Any) -> tuple:
+    """The merge key of a buffered message: ``(ts, id)`` of its value (the driver's
+    :func:`streams.driver.order_key`, the order replay takes); bad input first."""
+    return order_key(message.value())
 
 
 class EventTimePartitionBuffer(qb.PartitionBuffer):
-    """Quix's partition buffer with ``next_timestamp`` taken from the head record's ``ts``."""
+    """Quix's partition buffer with ``next_timestamp`` taken from the head record's ``(ts, id)``."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.next_timestamp = _INF
 
     def append(self, message: Any) -> None:
         offset = message.offset()

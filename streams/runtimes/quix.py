@@ -1,11 +1,12 @@
 """The stream worker on Quix Streams (the default runtime of ``atoguard run``).
 
-A small driver around the engine's seam, :meth:`detectors.engine.Engine.process_message`::
+The Quix loop around the driver (:mod:`streams.driver`), the same path replay takes::
 
     <prefix>device ─┐  raw bytes, merged with concat,
     <prefix>location ─┤  taken in event-time (ts) order      ──> <prefix>commands
     <prefix>transaction ─┤  (streams.runtimes.eventtime)        ──> <prefix>alerts (CloudEvents headers)
-    <prefix>verdicts ─┘  state: the account's profile bytes  ──> <prefix>dead-letter
+    <prefix>verdicts ─┤
+    <prefix>signals ─┘  state: the account's profile bytes  ──> <prefix>dead-letter
                           (RocksDB + changelog topic, per partition)
 
 * Input topics are read as raw bytes and decoded by the engine, so bad input reaches the
@@ -30,11 +31,16 @@ A small driver around the engine's seam, :meth:`detectors.engine.Engine.process_
 * Static membership: ``instance_id`` becomes ``group.instance.id``.
 * Security: with ``Settings.security_protocol`` other than PLAINTEXT the application connects
   with the settings' SASL and TLS options (:meth:`Settings.librdkafka_options`).
-* Models: one engine per worker, sharded like the partitions; snapshotted to a signed file
-  (:mod:`streams.snapshots`) every ``snapshot_interval_s`` and at shutdown, loaded at start. They
-  are not in the transactional state: after a crash they restart from the last snapshot.
-* Cross-account facts: the engine's :class:`detectors.facts.LocalFacts` over the events this
-  worker processes (see ``docs/performance.md``, "live and replay").
+* Everything that decides is in the checkpoint: each partition is a :class:`streams.driver.Task`
+  whose profiles, seen event ids, stream time and shard of the online models are written into
+  the partition's state transaction just before Quix commits it (a hook on the checkpoint), so a
+  restarted or rebalanced worker continues with exactly what was committed with the outputs.
+  The state store is pinned to the stream id of the v2 inputs (:data:`STREAM_ID`): adding
+  ``signals`` to the inputs does not rename the store or its changelog.
+* Cross-account facts: a :class:`detectors.facts.FactsTable` fed by the records this worker
+  admits, answered as of each event's bound. With one worker reading its inputs in event-time
+  order this is replay's facts; with several workers, or after a restart, it is not yet (the
+  facts stage of issue #17 item 3 is not built: ``docs/determinism.md``).
 * Metrics and ``/healthz`` on the web port (:class:`streams.metrics.MetricsServer`).
 * SIGTERM and Ctrl-C: Quix stops its loop and commits a last checkpoint; then the models are saved.
 """
@@ -51,20 +57,17 @@ import orjson
 
 from detectors import contract as c
 from detectors.config import Config
-from detectors.engine import Engine
-from detectors.events import Verdict
-from detectors.profile import decode as decode_profile, encode as encode_profile
+from streams.driver import PROFILE, Driver, updates_of
 from streams.metrics import MetricsServer, WorkerMetrics
 from streams.settings import Settings
-from streams import snapshots
 from streams.topics import topic_name
 
-__all__ = ["QuixOptions", "QuixWorker", "PROFILE_KEY"]
+__all__ = ["QuixOptions", "QuixWorker", "PROFILE_KEY", "QuixStore", "stream_id"]
 
 log = logging.getLogger("atoguard.worker")
 
 #: the state key of the account's profile (under the message key's prefix)
-PROFILE_KEY = b"p"
+PROFILE_KEY = PROFILE
 
 
 @dataclass(frozen=True)
@@ -80,8 +83,6 @@ class QuixOptions:
     web_host: str = "127.0.0.1"
     web_port: int = 6066
     web_enabled: bool = True
-    snapshot_path: Path | None = None
-    snapshot_interval_s: float = 60.0
     instance_id: str | None = None
     session_timeout_s: float = 30.0
     processing_guarantee: str = "exactly-once"   # or "at-least-once"
@@ -92,8 +93,6 @@ class QuixOptions:
     max_partition_buffer_size: int = 2000
     #: take records in ts order across the worker's input partitions (streams.runtimes.eventtime)
     event_time: bool = True
-    #: an event more than this earlier than its partition's stream time counts as late
-    allowed_lateness_ms: int = 60_000
     loglevel: str = "WARNING"
     extra_consumer: dict[str, Any] = field(default_factory=dict)
     extra_producer: dict[str, Any] = field(default_factory=dict)
@@ -107,34 +106,72 @@ class QuixOptions:
     def resolved_app_id(self, settings: Settings) -> str:
         return self.app_id or f"{settings.topic_prefix}worker"
 
-    def resolved_snapshot(self, settings: Settings) -> Path:
-        return Path(self.snapshot_path or (self.data_dir / f"{self.resolved_app_id(settings)}.models.snap"))
+
+def stream_id(prefix: str) -> str:
+    """The pinned stream id of the worker's state store: Quix's id of the v2 inputs'
+    concatenation, so the store and its changelog keep their names whatever inputs are added.
+
+    >>> stream_id("ato.")
+    'ato.device--ato.location--ato.transaction--ato.verdicts'
+    """
+    return "--".join(sorted(topic_name(t, prefix) for t in (c.DEVICE, c.LOCATION, c.TRANSACTION, c.VERDICTS)))
+
+
+#: the input topics of the worker (contract v3: partners' signals too)
+INPUTS = (c.DEVICE, c.LOCATION, c.TRANSACTION, c.VERDICTS, c.SIGNALS)
+#: the prefix of a partition's own entries in the state (stream time, models): never an account id
+TASK_PREFIX = b"\x00task"
+
+
+class QuixStore:
+    """A :class:`streams.driver.Store` over the partition's transaction of the current checkpoint
+    (an account's entries under the account id as Quix's state prefix: the layout ``state.set_bytes``
+    gives a message's key)."""
+
+    __slots__ = ("worker", "partition")
+
+    def __init__(self, worker: "QuixWorker", partition: int) -> None:
+        self.worker = worker
+        self.partition = partition
+
+    def _tx(self):
+        return self.worker.app._processing_context.checkpoint.get_store_transaction(
+            stream_id=self.worker.stream_id, partition=self.partition)
+
+    def get(self, account: str, name: bytes) -> bytes | None:
+        return self._tx().get_bytes(name, prefix=account.encode("utf-8"))
+
+    def put(self, account: str, name: bytes, value: bytes) -> None:
+        self._tx().set_bytes(name, value, prefix=account.encode("utf-8"))
+
+    def get_meta(self, name: bytes) -> bytes | None:
+        return self._tx().get_bytes(name, prefix=TASK_PREFIX)
+
+    def put_meta(self, name: bytes, value: bytes) -> None:
+        self._tx().set_bytes(name, value, prefix=TASK_PREFIX)
 
 
 class QuixWorker:
-    """One worker: the Quix application, the engine, the metrics and the web port.
+    """One worker: the Quix application, the driver, the metrics and the web port.
 
     ``QuixWorker(settings, cfg, options).run()`` processes until SIGTERM / Ctrl-C (or ``stop()``).
     """
 
-    def __init__(self, settings: Settings, cfg: Config, options: QuixOptions | None = None,
-                 engine: Engine | None = None) -> None:
+    def __init__(self, settings: Settings, cfg: Config, options: QuixOptions | None = None) -> None:
         self.settings = settings
-        self.cfg = cfg
         self.options = options = options or QuixOptions()
         self.app_id = options.resolved_app_id(settings)
-        self.engine = engine or Engine(cfg)
+        self.driver = Driver(cfg, settings.partitions)
+        self.cfg = self.driver.cfg
         self.metrics = WorkerMetrics()
-        self.snapshot_path = options.resolved_snapshot(settings)
         prefix = settings.topic_prefix
-        self.logical = {topic_name(t, prefix): t for t in c.INPUT_TOPICS}
-        self.output_names = {t: topic_name(t, prefix) for t in c.OUTPUT_TOPICS}
+        self.stream_id = stream_id(prefix)
+        self.logical = {topic_name(t, prefix): t for t in INPUTS}
+        self.output_names = {t: topic_name(t, prefix)
+                             for t in (*c.OUTPUT_TOPICS, c.DECISIONS, c.SIGNALS_OUT)}
         #: "topic:partition" -> last input offset processed (checkpointed or not), for /healthz
         self.processed: dict[str, int] = {}
-        #: partition -> highest ts processed (the partition's stream time), for late events
-        self.stream_time: dict[int, int] = {}
         self.web: MetricsServer | None = None
-        self._next_snapshot = time.monotonic() + options.snapshot_interval_s
         self.app: Any = None
         self.sdf: Any = None
         self._producer: Any = None
@@ -173,7 +210,6 @@ class QuixWorker:
             max_partition_buffer_size=o.max_partition_buffer_size,
             loglevel=o.loglevel,
             auto_create_topics=True,
-            on_message_processed=self._after_message,
         )
         topics = [app.topic(name, key_deserializer="bytes", value_deserializer="bytes",
                             timestamp_extractor=_timestamp) for name in self.logical]
@@ -181,12 +217,41 @@ class QuixWorker:
         sdf = sdfs[0]
         for other in sdfs[1:]:
             sdf = sdf.concat(other)
+        # pinned: the store and its changelog do not change name when an input is added
+        sdf = sdf.__dataframe_clone__(stream=sdf.stream, stream_id=self.stream_id)
         sdf = sdf.update(self.handle, stateful=True, metadata=True)
         if o.event_time:
             from streams.runtimes.eventtime import install
             install(app, o.max_partition_buffer_size)
         self._producer = sdf.processing_context.producer
+        self._hook(app)
         return app, sdf
+
+    def _hook(self, app: Any) -> None:
+        """Write the tasks' state into the checkpoint's transactions just before Quix commits
+        it, and forget a partition's task once it is revoked (quixstreams 3.28.1:
+        ``ProcessingContext.commit_checkpoint``, ``Application._on_revoke`` / ``_on_lost``;
+        ``tests/test_worker_unit.py`` pins the version)."""
+        context = app._processing_context
+        commit = context.commit_checkpoint
+        driver = self.driver
+
+        def commit_checkpoint(force: bool = False, revoking: bool = False) -> None:
+            if (force or context.checkpoint.expired()) and not context.checkpoint.empty():
+                driver.checkpoint()
+            commit(force=force, revoking=revoking)
+
+        context.commit_checkpoint = commit_checkpoint
+        for name in ("_on_revoke", "_on_lost"):
+            original = getattr(app, name)
+
+            def lose(consumer, topic_partitions, _original=original):
+                _original(consumer, topic_partitions)
+                for tp in topic_partitions:
+                    if tp.topic in self.logical:
+                        driver.drop(tp.partition)
+
+            setattr(app, name, lose)
 
     def _broker_address(self):
         """The bootstrap servers, or with SASL/TLS configured a Quix ``ConnectionConfig`` with
@@ -199,39 +264,40 @@ class QuixWorker:
 
     # -- one input message ------------------------------------------------------------------------
     def handle(self, value: bytes | None, key: bytes | None, timestamp: int, headers: Any, state: Any) -> None:
-        """Process one raw input message: the engine's seam, then the outputs and the state."""
+        """Process one raw input message through the partition's task; produce the outputs."""
         from quixstreams import message_context
 
         received = time.monotonic()
         ctx = message_context()
         topic, partition, offset = ctx.topic, ctx.partition, ctx.offset
-        logical = self.logical.get(topic)
-        stored = state.get_bytes(PROFILE_KEY) if key is not None else None
-        result = self.engine.process_message(
-            topic, value, key, None if stored is None else decode_profile(stored),
-            partition=partition, offset=offset, logical_topic=logical)
+        logical = self.logical.get(topic, topic)
+        driver = self.driver
+        task = driver.tasks.get(partition)
+        if task is None:
+            task = driver.task(partition, QuixStore(self, partition))
         self.processed[f"{topic}:{partition}"] = offset
+        admitted = task.admit(logical, value, key, offset, topic)
         m = self.metrics
-        record = result.record
-        if record is None:
-            m.dead_letters.inc(topic=logical or topic, reason=result.outputs[0].value["reason"])
-            self.emit(result.outputs, None, received)
+        if admitted.record is None:
+            letter = admitted.dead_letter
+            reason = letter.value["reason"]
+            m.dead_letters.inc(topic=logical, reason=reason)
+            if reason == c.LATE:
+                m.late_events.inc(topic=logical)
+            driver.counts.count((letter,))
+            self.emit((letter,), None, received)
             return
-        if result.duplicate:
+        record = admitted.record
+        for u in updates_of(admitted):
+            driver.facts.add(u)
+        before = driver.counts.duplicates
+        outputs = task.apply(record)
+        if driver.counts.duplicates != before:
             m.duplicates.inc(topic=logical)
             return
-        m.events.inc(topic=logical, kind=record.label if type(record) is Verdict else record.kind)
-        self._lateness(partition, record.ts, logical)
-        if result.outputs:
-            self.emit(result.outputs, record.ts, received)
-        state.set_bytes(PROFILE_KEY, encode_profile(result.state))
-
-    def _lateness(self, partition: int, ts: int, logical: str) -> None:
-        now = self.stream_time.get(partition)
-        if now is None or ts > now:
-            self.stream_time[partition] = ts
-        elif now - ts > self.options.allowed_lateness_ms:
-            self.metrics.late_events.inc(topic=logical)
+        m.events.inc(topic=logical, kind=getattr(record, "kind", None) or getattr(record, "label", "verdict"))
+        if outputs:
+            self.emit(outputs, record.ts, received)
 
     def emit(self, outputs, event_ts: int | None, received: float) -> None:
         """Produce ``outputs`` with Quix's producer (inside the checkpoint's transaction)."""
@@ -241,19 +307,6 @@ class QuixWorker:
                     headers=list(o.headers) if o.headers else None)
         self.metrics.sent(outputs, received, event_ts)
 
-    def _after_message(self, topic: str, partition: int, offset: int) -> None:
-        if self.options.snapshot_interval_s > 0 and time.monotonic() >= self._next_snapshot:
-            self._next_snapshot = time.monotonic() + self.options.snapshot_interval_s
-            self.save_models()
-
-    # -- models -----------------------------------------------------------------------------------
-    def load_models(self) -> str:
-        """Load the signed snapshot, if any; returns the outcome (:func:`streams.snapshots.load_models`)."""
-        return snapshots.load_models(self.engine, self.snapshot_path, self.cfg, self.metrics)
-
-    def save_models(self) -> None:
-        snapshots.save_models(self.engine, self.snapshot_path, self.cfg, self.metrics)
-
     # -- web --------------------------------------------------------------------------------------
     def health(self) -> dict:
         try:
@@ -261,8 +314,13 @@ class QuixWorker:
             assigned = sorted(f"{tp.topic}:{tp.partition}" for tp in consumer.assignment())
         except Exception:  # not subscribed yet, or closing
             assigned = []
+        counts = self.driver.counts
         return {"app_id": self.app_id, "runtime": "quix", "guarantee": self.options.processing_guarantee,
-                "events": dict(self.engine.counts), "processed": dict(self.processed), "assigned": assigned}
+                "events": {"events": counts.events, "verdicts": counts.verdicts, "duplicates": counts.duplicates,
+                           "late": counts.late, "dead_letters": sum(counts.dead_letters.values()),
+                           "commands": sum(counts.commands.values()), "alerts": counts.alerts,
+                           "decisions": counts.decisions},
+                "processed": dict(self.processed), "assigned": assigned}
 
     def lag_rows(self):
         from confluent_kafka import TopicPartition
@@ -285,9 +343,8 @@ class QuixWorker:
 
     # -- running ----------------------------------------------------------------------------------
     def run(self) -> None:
-        """Load the models, serve the web port, process until stopped, save the models."""
+        """Serve the web port and process until stopped (Quix commits a last checkpoint)."""
         self.build()
-        self.load_models()
         if self.options.web_enabled:
             self.metrics.lag.collect = self.lag_rows
             self.web = MetricsServer(self.options.web_host, self.options.web_port, self.metrics.render,
@@ -295,10 +352,6 @@ class QuixWorker:
         try:
             self.app.run()
         finally:
-            try:
-                self.save_models()
-            except Exception:
-                log.exception("could not save the model snapshot at shutdown")
             if self.web is not None:
                 self.web.stop()
 

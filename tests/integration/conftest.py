@@ -131,7 +131,8 @@ def produce_lines(settings: Settings, lines: list[dict]) -> dict[str, int]:
     (or ``key``); returns the last offset per ``"topic:partition"``."""
     from confluent_kafka import Producer
 
-    producer = Producer({"bootstrap.servers": settings.bootstrap_servers, "linger.ms": 10})
+    producer = Producer({"bootstrap.servers": settings.bootstrap_servers, "linger.ms": 10,
+                         "partitioner": "murmur2_random"})  # as every producer (contract v3)
     last: dict[str, int] = {}
 
     def delivered(err, msg) -> None:

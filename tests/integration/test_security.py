@@ -96,7 +96,7 @@ def produce(settings: Settings, lines: list[tuple[str, bytes | None, bytes]]) ->
     from confluent_kafka import Producer
 
     errors: list = []
-    producer = Producer({**settings.librdkafka_options(), "linger.ms": 5, "log_level": 0,
+    producer = Producer({**settings.librdkafka_options(), "linger.ms": 5, "log_level": 0, "partitioner": "murmur2_random",
                          "message.timeout.ms": 15000})
     for topic, key, value in lines:
         producer.produce(topic, key=key, value=value, on_delivery=lambda err, msg: errors.append(err))

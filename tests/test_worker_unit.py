@@ -270,8 +270,12 @@ class FakeProducer:
 def quix_worker(tmp_path):
     from streams.runtimes.quix import QuixOptions, QuixWorker
 
-    w = QuixWorker(SETTINGS, Config(shards=3), QuixOptions(data_dir=tmp_path, web_enabled=False, snapshot_interval_s=0))
+    from streams.driver import MemoryStore
+
+    w = QuixWorker(SETTINGS, Config(shards=3), QuixOptions(data_dir=tmp_path, web_enabled=False))
     w._producer = FakeProducer()
+    for p in range(SETTINGS.partitions):  # the partitions' stores, as the checkpoint gives them
+        w.driver.task(p, MemoryStore())
     return w
 
 
@@ -289,7 +293,8 @@ def test_quix_handle_dead_letters_bad_input_and_keeps_the_state(tmp_path):
     w = quix_worker(tmp_path)
     state = FakeState()
     _in_context("u.device", 2, 41, lambda: w.handle(b"\x00nope", b"a1", 0, None, state))
-    assert state.data == {}
+    w.driver.checkpoint()
+    assert w.driver.tasks[2].store.accounts == {}
     (sent,) = w._producer.sent
     value = orjson.loads(sent["value"])
     assert sent["topic"] == "u.dead-letter" and sent["key"] == b"a1"
@@ -299,11 +304,17 @@ def test_quix_handle_dead_letters_bad_input_and_keeps_the_state(tmp_path):
 def test_quix_handle_stores_the_profile_and_ignores_a_repeat(tmp_path):
     from detectors.profile import decode
 
+    from streams.driver import PROFILE
+
     w = quix_worker(tmp_path)
     state = FakeState()
-    _in_context("u.device", 0, 1, lambda: w.handle(login("e1", device_id="d1"), b"a1", 0, None, state))
-    stored = state.data[b"p"]
+    p = w.driver.partition_of("a1")
+    _in_context("u.device", p, 1, lambda: w.handle(login("e1", device_id="d1"), b"a1", 0, None, state))
+    w.driver.checkpoint()
+    store = w.driver.tasks[p].store
+    stored = store.get("a1", PROFILE)
     assert decode(stored).n_events == 1
-    _in_context("u.device", 0, 2, lambda: w.handle(login("e1", device_id="d1"), b"a1", 0, None, state))
-    assert state.data[b"p"] == stored  # a redelivered event changes nothing
+    _in_context("u.device", p, 2, lambda: w.handle(login("e1", device_id="d1"), b"a1", 0, None, state))
+    w.driver.checkpoint()
+    assert store.get("a1", PROFILE) == stored  # a redelivered event changes nothing
     assert w.metrics.duplicates.value(topic="device") == 1.0

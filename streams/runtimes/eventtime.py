@@ -31,6 +31,7 @@ from typing import Any, Optional
 import orjson
 from quixstreams.internal_consumer import buffering as qb
 
+from detectors import contract as c
 from streams.driver import order_key
 
 __all__ = ["EventTimeBuffer", "event_ts", "install", "EventTimePartitionBuffer"]
@@ -61,7 +62,7 @@ _NOW = float("-inf")  # the key of a record with no ts: take it as soon as it is
 def _message_ts(message: Any) -> tuple:
     """The merge key of a buffered message: ``(ts, id)`` of its value (the driver's
     :func:`streams.driver.order_key`, the order replay takes); bad input first."""
-    return order_key(message.value())
+    return order_key(message.value(), message.topic().endswith(c.VERDICTS))
 
 
 class EventTimePartitionBuffer(qb.PartitionBuffer):

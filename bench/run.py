@@ -43,6 +43,7 @@ from detectors.config import Config
 from detectors.engine import Engine
 from detectors.events import decode_or_dead_letter, parse_value
 from detectors.profile import decode as decode_profile, encode as encode_profile
+from streams.driver import Driver
 from streams.settings import Settings
 from streams.topics import create_topics, topic_name
 
@@ -101,7 +102,7 @@ def client_loop(settings: Settings, total: int, with_engine: bool) -> dict:
     producer = Producer({"bootstrap.servers": settings.bootstrap_servers, "linger.ms": 5,
                          "partitioner": "murmur2_random"})
     consumer.subscribe(list(logical))
-    engine = Engine(Config(shards=settings.partitions)) if with_engine else None
+    engine = Driver(Config(), settings.partitions) if with_engine else None  # the driver, as the worker runs it
     states: dict[bytes, bytes] = {}
     seen, start, cpu0 = 0, None, 0.0
     deadline = time.monotonic() + 1800
@@ -120,15 +121,12 @@ def client_loop(settings: Settings, total: int, with_engine: bool) -> dict:
                     producer.produce(out_names[c.COMMANDS], key=key, value=orjson.dumps(rec.event_id)
                                      if hasattr(rec, "event_id") else b"{}")
                 else:
-                    stored = states.get(key)
-                    r = engine.process_message(topic, m.value(), key, None if stored is None else decode_profile(stored),
-                                               partition=m.partition(), offset=m.offset(),
-                                               logical_topic=logical.get(topic))
-                    for o in r.outputs:
-                        producer.produce(out_names[o.topic], key=o.key.encode(), value=orjson.dumps(o.value),
-                                         headers=list(o.headers) if o.headers else None)
-                    if r.state is not None:
-                        states[key] = encode_profile(r.state)
+                    for o in engine.task(m.partition()).handle_local(logical.get(topic, topic), m.value(), key,
+                                                                     m.offset(), topic):
+                        producer.produce(out_names.get(o.topic, out_names[c.DEAD_LETTER]), key=o.key.encode(),
+                                         value=orjson.dumps(o.value), headers=list(o.headers) if o.headers else None)
+                    if seen % 1000 == 0:
+                        engine.checkpoint()
                 producer.poll(0)
         producer.flush(30)
         wall, cpu = time.perf_counter() - start, time.process_time() - cpu0
@@ -143,8 +141,9 @@ def engine_alone(events, partitions: int) -> dict:
     engine = Engine(Config(shards=partitions))
     states: dict = {}
     t0, cpu0 = time.perf_counter(), time.process_time()
-    for _ in engine.run(records, states):
-        pass
+    for record in records:
+        r = engine.process(record, states.get(record.account_id))
+        states[record.account_id] = r.state
     wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     blobs = [encode_profile(p) for p in states.values()]
     t1 = time.perf_counter()

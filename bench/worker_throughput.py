@@ -43,7 +43,7 @@ from detectors.config import Config
 from detectors.engine import Engine
 from detectors.profile import decode as decode_profile, encode as encode_profile
 from detectors.events import DeadLetter, decode_or_dead_letter
-from detectors.facts import ExternalFacts
+from streams.driver import Driver
 from streams.settings import Settings
 from streams.topics import create_topics, topic_name
 
@@ -91,8 +91,7 @@ async def _aiokafka_loop(settings: Settings, total: int, with_engine: bool, shar
     producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, linger_ms=5)
     await consumer.start()
     await producer.start()
-    engine = Engine(Config(shards=shards), ExternalFacts()) if with_engine else None
-    store: dict[str, bytes] = {}  # profiles as stored bytes, as a state store holds them
+    driver = Driver(Config(), shards) if with_engine else None
     sink = topic_name(c.DEAD_LETTER, prefix)
     outs = {t: topic_name(t, prefix) for t in c.OUTPUT_TOPICS}
     seen = 0
@@ -105,23 +104,24 @@ async def _aiokafka_loop(settings: Settings, total: int, with_engine: bool, shar
                 start, cpu0 = time.perf_counter(), time.process_time()
             for tp, msgs in batches.items():
                 for m in msgs:
+                    if driver is not None:
+                        for o in driver.task(m.partition).handle_local(logical.get(m.topic, m.topic), m.value,
+                                                                        m.key, m.offset, m.topic):
+                            await producer.send(outs.get(o.topic, sink), key=o.key.encode(),
+                                                value=orjson.dumps(o.value), headers=list(o.headers) or None)
+                        seen += 1
+                        continue
                     rec = decode_or_dead_letter(m.topic, m.value, m.key, partition=m.partition, offset=m.offset,
                                                 logical_topic=logical.get(m.topic))
-                    if engine is None:
+                    if True:
                         if type(rec) is DeadLetter:
                             await producer.send(sink, key=m.key, value=orjson.dumps(rec.to_dict()))
                         else:  # the bare loop produces one small record per message
                             await producer.send(sink, key=m.key, value=orjson.dumps({"ok": rec.event_id}))
-                    elif type(rec) is not DeadLetter:
-                        stored = store.get(rec.account_id)
-                        result = engine.process(rec, None if stored is None else decode_profile(stored))
-                        if result.state is not None:
-                            store[rec.account_id] = encode_profile(result.state)
-                        for o in result.outputs:
-                            await producer.send(outs[o.topic], key=o.key.encode(), value=orjson.dumps(o.value),
-                                                headers=list(o.headers) or None)
                     seen += 1
             if batches:
+                if driver is not None:
+                    driver.checkpoint()
                 await consumer.commit()
         await producer.flush()
     finally:

@@ -214,6 +214,18 @@ class Task:
             return Admitted(None, dead_letter_output(letter, key))
         return Admitted(record)
 
+    def handle_local(self, topic: str, value: bytes | None, key: bytes | None, offset: int | None,
+                     real_topic: str | None = None) -> tuple[Output, ...]:
+        """One message for a worker that counts the facts of what it admits itself (the Quix
+        worker, the benchmarks): admit, add its facts, apply."""
+        admitted = self.admit(topic, value, key, offset, real_topic)
+        if admitted.record is None:
+            self.driver.counts.count((admitted.dead_letter,))
+            return (admitted.dead_letter,)
+        for u in source_updates(admitted.record):
+            self.driver.facts.add(u)
+        return self.apply(admitted.record)
+
     def watermark(self) -> int | None:
         """No record below this ts will be accepted by this partition any more."""
         if self.stream_time is None:

@@ -14,9 +14,13 @@ The map, one line per part:
 * :mod:`streams.config` - loading the engine's policy file and its environment overrides.
 * :mod:`streams.deadletter` - decoding at the boundary: bad input goes to the dead-letter topic.
 * :mod:`streams.metrics` - the worker's Prometheus metrics and ``/healthz``.
-* :mod:`streams.snapshots` - signed snapshots of the worker's online models.
+* :mod:`streams.driver` - the one path between a message and the engine (decode, key, partition,
+  late, duplicates, facts, the partition's models and stored state), for replay, both runtimes
+  and the benchmarks (``docs/determinism.md``).
+* :mod:`streams.snapshots` - signed snapshot files of the Faust worker's online models (the Quix
+  worker keeps them in its checkpointed state).
 * :mod:`streams.security` - the connection check, the development-key guard, the worker's ACLs.
-* :mod:`streams.replay` - the engine over a JSON Lines file, no broker (``atoguard replay``);
+* :mod:`streams.replay` - the driver over a JSON Lines file, no broker (``atoguard replay``);
   :mod:`streams.respond` - closed-loop replay, the account service and people played from labels.
 * :mod:`streams.tail` - reading an output topic from the command line (``alerts tail``...).
 * :mod:`streams.reference_consumer` - what an account service does with a command before acting.

@@ -105,7 +105,7 @@ class Stream:
     a live worker (input caught up) waits for the facts' watermark before it decides without it.
     """
 
-    max_lateness_ms: int = 30_000
+    max_lateness_ms: int = 86_400_000
     max_idle_ms: int = 100
     dedup_hours: float = 24.0
     facts_delay_ms: int = 60_000

@@ -28,7 +28,7 @@ from streams.driver import NO_ORDER, Driver, order_key, updates_of
 from streams.replay import DEFAULT_PARTITIONS, replay_file
 
 REPO = Path(__file__).resolve().parents[1]
-CFG = Config()
+CFG = Config(stream=Stream(max_lateness_ms=30_000))  # the tables below are written for 30 s
 MINUTE, HOUR = 60_000, 3_600_000
 T0 = 1_764_547_200_000  # 2025-12-01T00:00:00Z, a whole minute
 LATE = CFG.stream.max_lateness_ms

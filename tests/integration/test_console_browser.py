@@ -178,7 +178,9 @@ def test_an_analyst_finds_the_frozen_traveller_reads_why_and_lifts_the_freeze(
         fresh_topics, worker, kit, browser, console_process, tmp_path):
     settings = fresh_topics
     policy = tmp_path / "policy.toml"
-    policy.write_text("detectors = [" + ", ".join(f'"{d}"' for d in _rules()) + "]\n")
+    # the holder's answer comes after the whole stream was produced: a day of lateness keeps it in time
+    policy.write_text("detectors = [" + ", ".join(f'"{d}"' for d in _rules()) + "]\n"
+                      "[stream]\nmax_lateness_ms = 86400000\n")
     w = worker(settings, "--config", str(policy), "--commit-interval", "0.5")
 
     # the trip: the worker steps the account up, the holder abroad fails the challenge -> freeze

@@ -20,7 +20,7 @@ SCHEMAS = Path(__file__).resolve().parents[2] / "schemas" / "v1"
 
 
 def test_registry_holds_exactly_the_contract_topics():
-    assert [s.logical for s in registry()] == [*c.INPUT_TOPICS, *c.OUTPUT_TOPICS, c.SIGNALS, c.SIGNALS_OUT]
+    assert [s.logical for s in registry()] == [*c.INPUT_TOPICS, *c.OUTPUT_TOPICS, c.DECISIONS, c.SIGNALS, c.SIGNALS_OUT]
 
 
 def test_every_topic_names_an_existing_schema_file():

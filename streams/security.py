@@ -127,10 +127,10 @@ def worker_acls(settings: Settings, app_id: str, principal: str) -> list:
 
     prefix = settings.topic_prefix
     out = []
-    for t in c.INPUT_TOPICS:  # Quix checks the topics' configs at start (DescribeConfigs)
+    for t in (*c.INPUT_TOPICS, c.SIGNALS):  # Quix checks the topics' configs at start (DescribeConfigs)
         for op in (Op.READ, Op.DESCRIBE, Op.DESCRIBE_CONFIGS):
             out.append(allow(Res.TOPIC, topic_name(t, prefix), Pattern.LITERAL, op))
-    for t in c.OUTPUT_TOPICS:
+    for t in (*c.OUTPUT_TOPICS, c.DECISIONS, c.SIGNALS_OUT):  # contract v3 outputs too
         for op in (Op.WRITE, Op.DESCRIBE, Op.DESCRIBE_CONFIGS):
             out.append(allow(Res.TOPIC, topic_name(t, prefix), Pattern.LITERAL, op))
     for internal in (f"changelog__{app_id}--", f"repartition__{app_id}--"):

@@ -30,7 +30,6 @@ def test_the_short_demo_streams_answers_and_reports(kafka, tmp_path):
     for step in range(1, 8):
         assert f"== {step}/7" in text
     summary = json.loads((out / "summary.json").read_text())
-    # every attack scenario of the population has attacks with a loss
     # the new families (issue 18) are not yet given a loss in the short demo: the classic six must have one
     assert sum(n > 0 for n in summary["attacks_with_loss"].values()) >= 5
     # the live view: says what it shows, status lines, a short log with the holder's message and

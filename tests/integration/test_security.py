@@ -25,7 +25,6 @@ from detectors.outputs import sign
 from streams import reference_consumer as rc
 from streams.security import worker_acls
 from streams.settings import Settings
-from streams.snapshots import MAGIC
 from streams.topics import create_topics, topic_name
 from tools.kafka_broker import Broker, BrokerConfig, BrokerError
 

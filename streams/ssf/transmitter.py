@@ -138,9 +138,9 @@ class Offsets:
     committable offset is the first one not finished (or one past the last read).
 
     >>> o = Offsets(); o.add(0, 5, 2); o.add(0, 6, 0); o.committable()
+    {0: 5}
+    >>> o.done(0, 5); o.committable()  # one of offset 5's two SETs still out: nothing moves
     {}
-    >>> o.done(0, 5); o.committable()
-    {0: 6}
     >>> o.done(0, 5); o.committable()
     {0: 7}
     """

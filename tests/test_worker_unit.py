@@ -318,3 +318,38 @@ def test_quix_handle_stores_the_profile_and_ignores_a_repeat(tmp_path):
     w.driver.checkpoint()
     assert store.get("a1", PROFILE) == stored  # a redelivered event changes nothing
     assert w.metrics.duplicates.value(topic="device") == 1.0
+
+
+def test_the_checkpoint_hook_writes_the_state_whenever_quix_commits(tmp_path):
+    """Quix (3.28.1) tests ``checkpoint.expired()`` itself; a checkpoint that expires between the
+    hook's test and Quix's must still carry the tasks' state (at the last checkpoint of a run it
+    was lost for good: the chaos suite's kill -9 scenario found it)."""
+    from types import SimpleNamespace
+
+    from quixstreams.processing.context import ProcessingContext
+
+    class Checkpoint:
+        def __init__(self, answers):
+            self.answers, self.committed = list(answers), 0
+
+        def expired(self):  # the hook asks first, then Quix
+            return self.answers.pop(0) if self.answers else True
+
+        def empty(self):
+            return False
+
+        def commit(self, revoking=False):
+            self.committed += 1
+
+    w = quix_worker(tmp_path)
+    calls = []
+    w.driver.checkpoint = lambda: calls.append("state")
+    for answers, want in (([False, True], 0), ([True], 1)):
+        calls.clear()
+        checkpoint = Checkpoint(answers)
+        context = SimpleNamespace(checkpoint=checkpoint, init_checkpoint=lambda: None)
+        context.commit_checkpoint = lambda force=False, revoking=False, _c=context: \
+            ProcessingContext.commit_checkpoint(_c, force, revoking)
+        w._hook(SimpleNamespace(_processing_context=context, _on_revoke=lambda *a: None, _on_lost=lambda *a: None))
+        context.commit_checkpoint()
+        assert checkpoint.committed == want and calls == ["state"] * want

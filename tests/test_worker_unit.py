@@ -189,11 +189,11 @@ class FakeKafkaMessage:
         return (1, self._ts)
 
 
-def _buffer_with(batches: dict[tuple[str, int], list[bytes | None]], kafka_ts: int = 0):
+def _buffer_with(batches: dict[tuple[str, int], list[bytes | None]], kafka_ts: int = 0, max_idle_ms: int = 0):
     from confluent_kafka import TopicPartition
     from streams.runtimes.eventtime import EventTimeBuffer
 
-    buf = EventTimeBuffer(max_partition_buffer_size=100)
+    buf = EventTimeBuffer(max_partition_buffer_size=100, max_idle_ms=max_idle_ms)
     buf.assign_partitions([TopicPartition(t, p) for t, p in batches])
     msgs = [FakeKafkaMessage(t, p, i, v, kafka_ts) for (t, p), vs in batches.items() for i, v in enumerate(vs)]
     ends = {tp: len(vs) for tp, vs in batches.items()}
@@ -237,7 +237,7 @@ def test_event_time_buffer_waits_for_an_empty_partition_the_broker_still_has_dat
     from confluent_kafka import TopicPartition
     from streams.runtimes.eventtime import EventTimeBuffer
 
-    buf = EventTimeBuffer(max_partition_buffer_size=100)
+    buf = EventTimeBuffer(max_partition_buffer_size=100, max_idle_ms=0)
     buf.assign_partitions([TopicPartition("dev", 0), TopicPartition("loc", 0)])
     buf.feed([FakeKafkaMessage("dev", 0, 0, _ts(10))], high_watermarks={("dev", 0): 1, ("loc", 0): 3},
              positions={("dev", 0): 1, ("loc", 0): 0})
@@ -246,6 +246,33 @@ def test_event_time_buffer_waits_for_an_empty_partition_the_broker_still_has_dat
              high_watermarks={("dev", 0): 1, ("loc", 0): 3}, positions={("dev", 0): 1, ("loc", 0): 3})
     buf.ends = {("dev", 0): 1, ("loc", 0): 3}
     assert _drain(buf) == [("loc", 0, 0), ("dev", 0, 0), ("loc", 0, 1), ("loc", 0, 2)]
+
+
+def test_a_record_waits_max_idle_ms_for_a_quiet_topic_of_its_partition_and_no_other(monkeypatch):
+    """Live, an answer published a moment before the holder's next event (another topic, same
+    partition number) may arrive a fetch later: the event waits for it, at most max_idle_ms."""
+    from streams.runtimes import eventtime
+
+    clock = [100.0]
+    monkeypatch.setattr(eventtime, "monotonic", lambda: clock[0])
+    buf = _buffer_with({("txn", 0): [_ts(20)], ("dev", 0): [], ("dev", 1): []}, max_idle_ms=100)
+    assert buf.pop() is None                       # dev:0 is caught up and empty: wait a little
+    clock[0] += 0.05
+    buf.feed([FakeKafkaMessage("dev", 0, 0, _ts(10))], high_watermarks={("dev", 0): 1}, positions={("dev", 0): 1})
+    assert buf.pop().topic() == "dev"              # the answer came in time: it goes first
+    assert buf.pop() is None                       # dev:0 is empty again: txn waits out its 100 ms
+    buf.feed([], high_watermarks={("dev", 0): 1}, positions={("dev", 0): 1})  # the next poll: caught up
+    assert buf.pop() is None
+    clock[0] += 0.06
+    assert buf.pop().topic() == "txn"
+    buf.feed([FakeKafkaMessage("txn", 0, 1, _ts(30))], high_watermarks={("txn", 0): 2}, positions={("txn", 0): 2})
+    assert buf.pop() is None
+    clock[0] += 0.15                                 # nothing came for 100 ms: go on
+    assert buf.pop().offset() == 1
+    # a backlog record fetched long ago goes at once; dev:1 (another partition number) never holds txn:0
+    buf.feed([FakeKafkaMessage("txn", 0, 2, _ts(40)), FakeKafkaMessage("dev", 0, 1, _ts(50))],
+             high_watermarks={("txn", 0): 3, ("dev", 0): 2}, positions={("txn", 0): 3, ("dev", 0): 2})
+    assert buf.pop().offset() == 2
 
 
 class FakeState:

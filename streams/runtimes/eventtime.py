@@ -16,8 +16,15 @@ the consumer's buffer with one that orders by the value's ``ts``:
   worker reading a backlog decides in the order ``atoguard replay`` of the ts-sorted events does,
   cross-account facts included;
 * like Quix (and Kafka Streams' ``max.task.idle.ms``), it waits while a partition's buffer is
-  empty but the broker holds more of it (its high-water mark is beyond the position); a
-  partition that is caught up is not waited for, so live processing never stalls on a quiet topic.
+  empty but the broker holds more of it (its high-water mark is beyond the position, or not yet
+  known);
+* a partition that is caught up and empty is waited for at most ``max_idle_ms`` (``[stream]``,
+  100 ms by default) when it belongs to the next record's own partition number: an account's
+  inputs are co-partitioned, and an input of the same account published a moment before on
+  another topic (an answer just ahead of the holder's next event) must go first. The wait counts
+  from the moment the record was fetched, so a backlog is not slowed (its records have waited
+  while the ones before them were processed); live, a record waits at most ``max_idle_ms`` for a
+  quiet topic. A caught-up empty partition of *another* partition number is not waited for.
 
 Ties (equal ``ts``) go to the partition assigned first (topic order device, location,
 transaction, verdicts; then partition number), then offset order.
@@ -26,6 +33,8 @@ transaction, verdicts; then partition number), then offset order.
 from __future__ import annotations
 
 from operator import attrgetter
+from collections import deque
+from time import monotonic
 from typing import Any, Optional
 
 import orjson
@@ -71,6 +80,7 @@ class EventTimePartitionBuffer(qb.PartitionBuffer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.next_timestamp = _INF
+        self._fetched: deque[float] = deque()  # monotonic time each buffered message arrived
 
     def append(self, message: Any) -> None:
         offset = message.offset()
@@ -80,12 +90,23 @@ class EventTimePartitionBuffer(qb.PartitionBuffer):
         if self.next_timestamp == _INF:
             self.next_timestamp = _message_ts(message)
         self._messages.append(message)
+        self._fetched.append(monotonic())
+
+    def head_fetched(self) -> float:
+        """When the head message arrived (monotonic seconds)."""
+        return self._fetched[0]
+
+    def clear(self) -> None:
+        super().clear()
+        self._fetched.clear()
+        self.next_timestamp = _INF
 
     def popleft(self) -> Optional[Any]:
         messages = self._messages
         if not messages:
             return None
         item = messages.popleft()
+        self._fetched.popleft()
         if messages:
             self.next_timestamp = _message_ts(messages[0])
         else:
@@ -103,7 +124,12 @@ class _Group(qb.PartitionBufferGroup):
 
 class EventTimeBuffer(qb.InternalConsumerBuffer):
     """The consumer buffer of the Quix runtime: the lowest head ``ts`` of every assigned input
-    partition goes first (see the module docstring)."""
+    partition goes first (see the module docstring); ``max_idle_ms``: the longest a record
+    waits for a caught-up, empty partition of its own partition number."""
+
+    def __init__(self, *args: Any, max_idle_ms: int = 100, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.max_idle_s = max_idle_ms / 1000.0
 
     def assign_partitions(self, topic_partitions: list) -> None:
         for tp in sorted(topic_partitions, key=lambda t: t.partition):
@@ -112,7 +138,7 @@ class EventTimeBuffer(qb.InternalConsumerBuffer):
             group.assign_partition(topic=tp.topic)
 
     def pop(self) -> Optional[Any]:
-        best = None
+        best = best_group = None
         best_ts = _INF
         for group in self._partition_groups.values():
             for buffer in group._partition_buffers_values:
@@ -121,11 +147,17 @@ class EventTimeBuffer(qb.InternalConsumerBuffer):
                     if buffer.idleness() is not qb.Idleness.IDLE:
                         return None
                 elif ts < best_ts:
-                    best, best_ts = buffer, ts
-        return best.popleft() if best is not None else None
+                    best, best_ts, best_group = buffer, ts, group
+        if best is None:
+            return None
+        if self.max_idle_s > 0 and monotonic() - best.head_fetched() < self.max_idle_s:
+            for buffer in best_group._partition_buffers_values:
+                if buffer.next_timestamp == _INF:  # a quiet topic of the same partition number
+                    return None
+        return best.popleft()
 
 
-def install(app: Any, max_partition_buffer_size: int) -> None:
+def install(app: Any, max_partition_buffer_size: int, max_idle_ms: int = 100) -> None:
     """Give ``app``'s consumer the event-time buffer (before ``app.run()``)."""
     consumer = app._consumer  # quixstreams 3.28: InternalConsumer, created in Application.__init__
-    consumer._buffer = EventTimeBuffer(max_partition_buffer_size=max_partition_buffer_size)
+    consumer._buffer = EventTimeBuffer(max_partition_buffer_size=max_partition_buffer_size, max_idle_ms=max_idle_ms)

@@ -222,7 +222,7 @@ class QuixWorker:
         sdf = sdf.update(self.handle, stateful=True, metadata=True)
         if o.event_time:
             from streams.runtimes.eventtime import install
-            install(app, o.max_partition_buffer_size)
+            install(app, o.max_partition_buffer_size, self.cfg.stream.max_idle_ms)
         self._producer = sdf.processing_context.producer
         self._hook(app)
         return app, sdf

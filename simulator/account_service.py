@@ -24,7 +24,12 @@ worker's consumer group has committed past its offset (under exactly-once, toget
 commands it caused) and the service has read the command topic up to its last stable offset
 after that. An attacker's event waits for every earlier input of its account (a refusal may be
 on its way); any other event only for the inputs 30 s or more older (the earliest an answer can
-be due). Cross-account facts still see the accounts slightly out of ``ts`` order.
+be due). The world does not run ahead of an account held back for more than ``max_skew_ms`` of
+event time (6 h by default, a quarter of ``[stream] max_lateness_ms``): no event is sent whose
+``ts`` is that far beyond the oldest input not yet sent or not yet confirmed, so nothing the
+service holds back arrives ``late`` at the worker, however slowly the worker confirms. Within the
+skew, the models and the cross-account facts still see the accounts slightly out of ``ts``
+order.
 """
 
 from __future__ import annotations
@@ -50,6 +55,9 @@ INPUT_TOPICS = (c.DEVICE, c.LOCATION, c.TRANSACTION)
 CONFIRM_EVERY_S = 0.02
 
 
+
+#: how far (event time) the world may run ahead of the oldest input not yet sent or confirmed
+MAX_SKEW_MS = 6 * 3_600_000
 
 #: confirmed inputs whose device/ip/session are still kept for a late-read command they triggered
 KEEP_TRIGGERS = 100_000
@@ -109,10 +117,11 @@ class AccountService:
     def __init__(self, people: People, bootstrap_servers: str, prefix: str, key: str, *,
                  worker_group: str | None = None, transcript: IO[bytes] | None = None,
                  on_command: Callable[[dict, dict | None], None] | None = None,
-                 client_options: dict | None = None) -> None:
+                 client_options: dict | None = None, max_skew_ms: int = MAX_SKEW_MS) -> None:
         from confluent_kafka import Consumer, Producer, TopicPartition
 
         self.people, self.key, self.prefix = people, key, prefix
+        self.max_skew_ms = max_skew_ms
         self.transcript, self.on_command = transcript, on_command
         self.stats = ServiceStats()
         base = {"bootstrap.servers": bootstrap_servers, **(client_options or {})}
@@ -291,13 +300,20 @@ class AccountService:
                 return True
         return False
 
+    def _floor(self) -> float:
+        """The oldest ``ts`` of an input waiting to be sent or not yet confirmed."""
+        heads = [q[0].ts for q in self._queue.values() if q]
+        heads += [s[0].ts for s in self._sent.values() if s]
+        return min(heads, default=float("inf"))
+
     def _drain(self) -> None:
+        horizon = self._floor() + self.max_skew_ms
         for account in [a for a in self._queue] + [a for a in self._answers if a not in self._queue]:
             while True:
                 item = self._next(account)
                 if item is None:
                     break
-                if self._blocked(account, item):
+                if (not item.answer and item.ts > horizon) or self._blocked(account, item):
                     if not item.answer and not item.waited:
                         item.waited = True
                         self.stats.held_back += 1

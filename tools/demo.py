@@ -393,6 +393,7 @@ def _demo(args: argparse.Namespace) -> int:
         with inputs.open("wb") as sent:
             hook: list = []
             service = AccountService(load_people(str(labels)), bootstrap, prefix, cfg.keys.command_hmac,
+                                     max_skew_ms=cfg.stream.max_lateness_ms // 2,
                                      worker_group=f"{prefix}worker", transcript=sent,
                                      on_command=lambda cmd, answer: hook and hook[0](cmd, answer))
             view = LiveView(bootstrap, prefix, outputs, service).start()
@@ -445,8 +446,9 @@ def _demo(args: argparse.Namespace) -> int:
         with path.open("rb") as fh:
             return {m["value"]["command_id"] for m in map(orjson.loads, fh) if m["topic"] == "commands"}
     live, offline = commands(transcript), commands(replay_out)
-    print(f"commands live {len(live)}, replay {len(offline)}, in both {len(live & offline)} (the models and "
-          "cross-account facts see the accounts slightly out of ts order live, so a few may differ)")
+    print(f"commands live {len(live)}, replay {len(offline)}, in both {len(live & offline)} (the account service "
+          "lets no account fall more than half the allowed lateness behind the others; within that, the online "
+          "models and the cross-account facts may see the accounts a little out of ts order live)")
     (args.dir / "summary.json").write_bytes(orjson.dumps({
         "prefix": prefix, "accounts": accounts, "days": days, "minutes": minutes, "attacks_with_loss": losses,
         "events_sent": stats.events_sent, "withheld": stats.withheld, "commands_seen": dict(stats.commands),

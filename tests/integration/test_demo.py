@@ -24,7 +24,7 @@ def test_the_short_demo_streams_answers_and_reports(kafka, tmp_path):
     out = tmp_path / "demo"
     done = subprocess.run([sys.executable, "-m", "streams.cli", "demo", "--short", "--dir", str(out),
                            "--bootstrap-servers", kafka.bootstrap_servers],
-                          cwd=REPO, capture_output=True, text=True, timeout=120)
+                          cwd=REPO, capture_output=True, text=True, timeout=420)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     text = done.stdout
     for step in range(1, 8):
@@ -55,4 +55,6 @@ def test_the_short_demo_streams_answers_and_reports(kafka, tmp_path):
     assert metrics["headline"]["stopped_before_loss"] is not None and (out / "report" / "report.md").exists()
     # the commands read back are (nearly all) those of `atoguard replay --respond` of the same events
     live, replay, both = summary["commands_live"], summary["commands_replay"], summary["commands_both"]
-    assert live > 0 and both >= 0.9 * max(live, replay)
+    # (two runs of this session: 37 / 37 / 37; the online models may still see the accounts a
+    # little out of ts order within the service's skew bound)
+    assert live > 0 and both >= 0.95 * max(live, replay)

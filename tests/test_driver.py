@@ -336,3 +336,77 @@ def test_facts_table_answers_the_same_in_any_order_and_with_repeats(ups, rng, re
         if k % 3 == 0:
             answers(mixed)  # answers cached along the way must not stick
     assert answers(mixed) == answers(plain)
+
+
+# -- the facts a partition contributed are in its checkpoint -----------------------------------------
+
+def _drive(simulated: Path, restart_at: set[int], keep_facts: bool) -> list:
+    """Every output, and every account's final entries, of the simulated inputs through a driver of 3 partitions (merged by (ts, id),
+    a checkpoint every 50 records); at each record number of ``restart_at`` the driver is replaced
+    by a new one on the same stores, as a restarted worker is."""
+    from streams.driver import MemoryStore
+
+    stores = {p: MemoryStore() for p in range(3)}
+    cfg = Config()
+
+    def new() -> Driver:
+        return Driver(cfg, 3, lambda p: stores[p], keep_facts=keep_facts)
+
+    records = [orjson.loads(line) for line in lines_of(simulated)]
+    records = sorted((r for r in records if r["topic"] in c.INPUT_TOPICS),
+                     key=lambda r: (r["value"]["ts"], r["value"].get("event_id") or r["value"].get("verdict_id")))
+    driver, out = new(), []
+    for i, r in enumerate(records):
+        if i in restart_at:
+            driver.checkpoint()
+            driver = new()
+        account = r["value"]["account_id"]
+        task = driver.task(shard_of(account, 3))
+        out += [(o.topic, o.value) for o in task.handle_local(r["topic"], orjson.dumps(r["value"]),
+                                                               account.encode(), i)]
+        if i % 50 == 49:
+            driver.checkpoint()
+    driver.checkpoint()
+    return out + sorted((k, v) for store in stores.values() for k, v in store.accounts.items())
+
+
+@pytest.fixture(scope="module")
+def busier(tmp_path_factory) -> Path:
+    """200 accounts x 2 days: addresses, devices and payees shared across accounts and days."""
+    out = tmp_path_factory.mktemp("sim") / "events.jsonl"
+    subprocess.run([sys.executable, "-m", "streams.cli", "simulate", "--accounts", "200", "--days", "2",
+                    "--seed", "7", "--rate-credential-stuffing", "0.1", "--out", str(out),
+                    "--labels", str(out.with_suffix(".labels")), "--quiet"],
+                   cwd=REPO, check=True, capture_output=True, timeout=120)
+    return out
+
+
+def test_a_restarted_driver_puts_the_partitions_facts_back_and_decides_the_same(busier):
+    whole = _drive(busier, set(), keep_facts=True)
+    n = len(lines_of(busier))
+    restarts = {n * k // 20 for k in range(1, 20)}
+    assert _drive(busier, restarts, keep_facts=True) == whole
+    # without them, the restarted driver decides or learns otherwise: the facts matter here
+    assert _drive(busier, restarts, keep_facts=False) != whole
+
+
+def test_the_facts_log_forgets_what_no_record_can_ask_for():
+    from streams.driver import FACTS_BUCKET, FACTS_INDEX, MemoryStore
+
+    cfg = Config(stream=Stream(max_lateness_ms=0, facts_bucket_ms=1_000, facts_window=2, facts_delay_ms=0))
+    store = MemoryStore()
+    driver = Driver(cfg, 1, lambda p: store, keep_facts=True)
+    task = driver.task(0)
+    for i, ts in enumerate((1_000, 2_000, 9_500)):
+        task.handle_local(c.DEVICE, login(f"e{i}", "a1", ts, ip=f"192.0.2.{i}"), b"a1", i)
+    driver.checkpoint()
+    # stream time 9.5 s: a record of 9.5 s asks for buckets 7 and 8 (below its bound 9): 1 and 2 go
+    assert sorted(task.facts_log) == [9]
+    assert FACTS_BUCKET + b"1" not in store.meta and FACTS_BUCKET + b"9" in store.meta
+    assert orjson.loads(orjson.dumps(list(msgspec_decode(store.meta[FACTS_INDEX])))) == [9]
+
+
+def msgspec_decode(raw: bytes):
+    import msgspec
+
+    return msgspec.msgpack.decode(raw)

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import zlib
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator, Protocol
 
@@ -53,12 +52,6 @@ SEEN = b"d"
 #: names of the task's own entries (one per partition)
 STREAM_TIME = b"time"
 MODELS = b"models"
-#: the cross-account facts this partition's records contributed (``Driver(keep_facts=True)``):
-#: the list of buckets held, each bucket's updates, and the ip_geo fixes in shards by address
-FACTS_INDEX = b"facts"
-FACTS_BUCKET = b"facts:"
-GEO_SHARD = b"geo:"
-GEO_SHARDS = 256
 
 
 class Store(Protocol):
@@ -68,7 +61,6 @@ class Store(Protocol):
     def put(self, account: str, name: bytes, value: bytes) -> None: ...
     def get_meta(self, name: bytes) -> bytes | None: ...
     def put_meta(self, name: bytes, value: bytes) -> None: ...
-    def delete_meta(self, name: bytes) -> None: ...
 
 
 class MemoryStore:
@@ -89,9 +81,6 @@ class MemoryStore:
 
     def put_meta(self, name: bytes, value: bytes) -> None:
         self.meta[name] = value
-
-    def delete_meta(self, name: bytes) -> None:
-        self.meta.pop(name, None)
 
 
 # -- order ---------------------------------------------------------------------------------------
@@ -192,13 +181,6 @@ class Task:
         models = store.get_meta(MODELS) if driver.engine is not None else None
         if driver.engine is not None:
             driver.engine.load_shard(partition, _load_models(models, driver.cfg) if models else None)
-        #: with ``keep_facts``: bucket -> {(source, event id): update row}, shard -> {ip: [rows]}
-        self.facts_log: dict[int, dict[tuple[str, str], tuple]] = {}
-        self.geo_log: dict[int, dict[str, list[tuple]]] = {}
-        self.facts_dirty: set[int] = set()
-        self.geo_dirty: set[int] = set()
-        if driver.keep_facts:
-            self._load_facts()
 
     # -- the common front ----------------------------------------------------------------------
     def admit(self, topic: str, value: bytes | None, key: bytes | None, offset: int | None,
@@ -240,81 +222,9 @@ class Task:
         if admitted.record is None:
             self.driver.counts.count((admitted.dead_letter,))
             return (admitted.dead_letter,)
-        self.add_facts(source_updates(admitted.record))
+        for u in source_updates(admitted.record):
+            self.driver.facts.add(u)
         return self.apply(admitted.record)
-
-    # -- the facts this partition contributes ----------------------------------------------------
-    def add_facts(self, updates: Iterable[SourceUpdate]) -> None:
-        """Add the facts of an admitted record to the driver's table; with ``keep_facts`` also to
-        this partition's log, written at the checkpoint (so a restarted or new owner of the
-        partition puts them back: the table is a set union, order and repeats do not matter)."""
-        table = self.driver.facts
-        keep = self.driver.keep_facts
-        bucket_ms = self.driver.facts_settings.bucket_ms
-        for u in updates:
-            table.add(u)
-            if not keep:
-                continue
-            row = (u.source, u.kind, u.account_id, u.event_id, u.ts, u.failed, u.ip_type, u.asn)
-            if u.kind == "geo":
-                shard = zlib.crc32(u.source.encode("utf-8")) % GEO_SHARDS
-                entries = self.geo_log.setdefault(shard, {}).setdefault(u.source, [])
-                if row not in entries:
-                    entries.append(row)
-                    self.geo_dirty.add(shard)
-            else:
-                b = u.ts // bucket_ms
-                bucket = self.facts_log.setdefault(b, {})
-                if (u.source, u.event_id) not in bucket:
-                    bucket[(u.source, u.event_id)] = row
-                    self.facts_dirty.add(b)
-
-    def _load_facts(self) -> None:
-        store, table = self.store, self.driver.facts
-        raw = store.get_meta(FACTS_INDEX)
-        for b in (_ints_decode(raw) if raw else ()):
-            rows = store.get_meta(FACTS_BUCKET + str(b).encode())
-            bucket = self.facts_log[b] = {}
-            for row in (_rows_decode(rows) if rows else ()):
-                u = SourceUpdate(*row)
-                table.add(u)
-                bucket[(u.source, u.event_id)] = tuple(row)
-        for shard in range(GEO_SHARDS):
-            raw = store.get_meta(GEO_SHARD + str(shard).encode())
-            if raw:
-                entries = self.geo_log[shard] = {ip: [tuple(r) for r in rows] for ip, rows in _geo_decode(raw).items()}
-                for rows in entries.values():
-                    for row in rows:
-                        table.add(SourceUpdate(*row))
-
-    def _checkpoint_facts(self) -> None:
-        """Write the changed buckets and geo shards; forget what no record this partition can
-        still accept may ask for (below the bound of its watermark, minus the window)."""
-        store, settings = self.store, self.driver.facts_settings
-        mark = self.watermark()
-        low = settings.bound(mark) - settings.window if mark is not None else None
-        old = [b for b in self.facts_log if low is not None and b < low]
-        for b in old:
-            del self.facts_log[b]
-            self.facts_dirty.discard(b)
-            store.delete_meta(FACTS_BUCKET + str(b).encode())
-        for b in self.facts_dirty:
-            store.put_meta(FACTS_BUCKET + str(b).encode(), _rows_encode(list(self.facts_log[b].values())))
-        if old or self.facts_dirty:
-            store.put_meta(FACTS_INDEX, _ints_encode(sorted(self.facts_log)))
-        self.facts_dirty.clear()
-        low_ms = low * settings.bucket_ms if low is not None else None
-        for shard in self.geo_dirty:
-            entries = self.geo_log[shard]
-            if low_ms is not None:  # as FactsTable.evict: keep the last fix before the window
-                for rows in entries.values():
-                    rows.sort(key=_row_key)
-                    i = 0
-                    while i + 1 < len(rows) and rows[i + 1][4] < low_ms:
-                        i += 1
-                    del rows[:i]
-            store.put_meta(GEO_SHARD + str(shard).encode(), _geo_encode(entries))
-        self.geo_dirty.clear()
 
     def watermark(self) -> int | None:
         """No record below this ts will be accepted by this partition any more."""
@@ -399,20 +309,10 @@ class Task:
         if self.models_dirty and engine is not None:
             self.store.put_meta(MODELS, _dump_models(engine.shard_state(self.partition), self.driver.cfg))
             self.models_dirty = False
-        if self.driver.keep_facts:
-            self._checkpoint_facts()
 
 
 _seen_encode = msgspec.msgpack.Encoder().encode
 _seen_decode = msgspec.msgpack.Decoder(list[tuple[str, int]]).decode
-_ints_encode = _rows_encode = _geo_encode = msgspec.msgpack.Encoder().encode
-_ints_decode = msgspec.msgpack.Decoder(list[int]).decode
-_rows_decode = msgspec.msgpack.Decoder(list[list]).decode
-_geo_decode = msgspec.msgpack.Decoder(dict[str, list[list]]).decode
-
-
-def _row_key(row: tuple) -> tuple:
-    return row[4], row[3]
 
 
 def _dump_models(states: dict[str, bytes], cfg: Config) -> bytes:
@@ -439,8 +339,7 @@ class Driver:
     profiles). ``store_for(partition)`` gives each new task its store.
     """
 
-    def __init__(self, cfg: Config, partitions: int, store_for=None, *, engine: bool = True,
-                 keep_facts: bool = False) -> None:
+    def __init__(self, cfg: Config, partitions: int, store_for=None, *, engine: bool = True) -> None:
         if partitions < 1:
             raise ValueError(f"partitions must be >= 1, got {partitions}")
         self.cfg = cfg.replace(shards=partitions) if cfg.shards != partitions else cfg
@@ -448,9 +347,6 @@ class Driver:
         self.engine: Engine | None = Engine(self.cfg) if engine else None
         self.facts_settings = self.cfg.stream.facts()
         self.facts = FactsTable(self.facts_settings)
-        #: each task logs the facts its records contribute and writes them at the checkpoint
-        #: (a stream runtime: a restarted or new owner of the partition puts them back)
-        self.keep_facts = keep_facts
         self.counts = Counts()
         self.tasks: dict[int, Task] = {}
         self._store_for = store_for or (lambda partition: MemoryStore())
@@ -475,10 +371,6 @@ class Driver:
     def checkpoint(self) -> None:
         for task in self.tasks.values():
             task.checkpoint()
-        if self.keep_facts:  # the shared table: what no task's future record may ask for goes
-            marks = [m for m in (t.watermark() for t in self.tasks.values()) if m is not None]
-            if marks:
-                self.facts.evict(self.facts_settings.bound(min(marks)))
 
 
 def updates_of(admitted: Admitted) -> tuple[SourceUpdate, ...]:

@@ -155,9 +155,6 @@ class FaustStore:
     def put_meta(self, name: bytes, value: bytes) -> None:
         self.runtime.profiles[self._meta + name.decode()] = value
 
-    def delete_meta(self, name: bytes) -> None:
-        self.runtime.profiles.pop(self._meta + name.decode(), None)
-
 
 # -- the worker's state and per-message work ------------------------------------------------------
 

@@ -38,12 +38,9 @@ The Quix loop around the driver (:mod:`streams.driver`), the same path replay ta
   The state store is pinned to the stream id of the v2 inputs (:data:`STREAM_ID`): adding
   ``signals`` to the inputs does not rename the store or its changelog.
 * Cross-account facts: a :class:`detectors.facts.FactsTable` fed by the records this worker
-  admits, answered as of each event's bound. Each partition's task logs the facts its records
-  contributed and writes them at the checkpoint (``Driver(keep_facts=True)``), so a restarted
-  worker, or the new owner of a partition, puts them back. With one worker reading its inputs in
-  event-time order this is replay's facts, across restarts too; with several workers each counts
-  only the partitions it owns (the facts stage of issue #17 item 3 is not built:
-  ``docs/determinism.md``).
+  admits, answered as of each event's bound. With one worker reading its inputs in event-time
+  order this is replay's facts; with several workers, or after a restart, it is not yet (the
+  facts stage of issue #17 item 3 is not built: ``docs/determinism.md``).
 * Metrics and ``/healthz`` on the web port (:class:`streams.metrics.MetricsServer`).
 * SIGTERM and Ctrl-C: Quix stops its loop and commits a last checkpoint; then the models are saved.
 """
@@ -153,9 +150,6 @@ class QuixStore:
     def put_meta(self, name: bytes, value: bytes) -> None:
         self._tx().set_bytes(name, value, prefix=TASK_PREFIX)
 
-    def delete_meta(self, name: bytes) -> None:
-        self._tx().delete(name, prefix=TASK_PREFIX)
-
 
 class QuixWorker:
     """One worker: the Quix application, the driver, the metrics and the web port.
@@ -167,7 +161,7 @@ class QuixWorker:
         self.settings = settings
         self.options = options = options or QuixOptions()
         self.app_id = options.resolved_app_id(settings)
-        self.driver = Driver(cfg, settings.partitions, keep_facts=True)
+        self.driver = Driver(cfg, settings.partitions)
         self.cfg = self.driver.cfg
         self.metrics = WorkerMetrics()
         prefix = settings.topic_prefix
@@ -299,7 +293,8 @@ class QuixWorker:
             self.emit((letter,), None, received)
             return
         record = admitted.record
-        task.add_facts(updates_of(admitted))
+        for u in updates_of(admitted):
+            driver.facts.add(u)
         before = driver.counts.duplicates
         outputs = task.apply(record)
         if driver.counts.duplicates != before:

@@ -37,6 +37,8 @@ from tests.integration.conftest import QuixProcess, produce_lines, read_committe
 from tests.integration.test_quix_worker import RULES
 
 REPO = Path(__file__).resolve().parents[2]
+#: changelog keys of the partitions' facts logs (streams.driver: FACTS_INDEX, FACTS_BUCKET, GEO_SHARD)
+FACTS_LOG_KEYS = (b"\x00task|facts", b"\x00task|geo:")
 PARTITIONS = 3
 
 __all__ = ["ChaosRun", "Outputs", "collect", "compare", "report"]
@@ -149,6 +151,8 @@ def state_difference(expected: Outputs, got: Outputs, key: bytes) -> str:
     def fields(raw):
         return msgspec.structs.asdict(decode(raw)) if raw else {}
 
+    if not key.endswith(b"|p"):
+        return f"{key!r}: {expected.state.get(key)!r:.200} != {got.state.get(key)!r:.200}"
     a, b = fields(expected.state.get(key)), fields(got.state.get(key))
     return f"{key!r}: " + "; ".join(f"{k}: {a.get(k)!r} != {b.get(k)!r}" for k in sorted(set(a) | set(b))
                                     if a.get(k) != b.get(k))[:2000]
@@ -178,8 +182,9 @@ def compare(expected: Outputs, got: Outputs, check_state: bool = True) -> Compar
     mc, ec, dc = diff(expected.commands, got.commands)
     ma, ea, da = diff(expected.alerts, got.alerts)
     states = []
-    if check_state:
-        states = sorted(k for k in set(expected.state) | set(got.state) if expected.state.get(k) != got.state.get(k))
+    if check_state:  # the facts logs' bytes depend on when checkpoints fell; their effect is in the rest
+        keys = {k for k in set(expected.state) | set(got.state) if not k.startswith(FACTS_LOG_KEYS)}
+        states = sorted(k for k in keys if expected.state.get(k) != got.state.get(k))
     return Comparison(mc, ec, dc, ma, ea, da, states)
 
 
@@ -263,7 +268,7 @@ class ChaosRun:
             assert time.monotonic() < deadline, f"{w.name} handled {_handled(w)} of {n}\n{self.logs()}"
             time.sleep(0.1)
 
-    def wait_done(self, timeout_s: float = 600.0) -> None:
+    def wait_done(self, timeout_s: float = 420.0) -> None:
         """Until the group has committed every input partition past its last produced offset
         (a coordinator that is still loading, e.g. after a broker restart, is waited for)."""
         from confluent_kafka import KafkaException

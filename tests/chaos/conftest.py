@@ -246,17 +246,28 @@ class ChaosRun:
         """Input messages handled by every worker process of the run so far."""
         return self.handled_by_dead + sum(_handled(w) for w in self.live())
 
-    def wait_resumed(self, since: float, before: int | None = None, timeout_s: float = 120.0) -> float:
+    def wait_resumed(self, since: float, before: int | None = None, timeout_s: float = 120.0,
+                     restart: str | None = None) -> float:
         """Seconds from ``since`` until the live workers handle a message past ``before``
-        (default: what they have handled now); recorded as a time to resume."""
+        (default: what they have handled now); recorded as a time to resume. With ``restart``,
+        a worker of that instance that exited is started again (as a supervisor would)."""
         base = sum(_handled(w) for w in self.live()) if before is None else before
         deadline = time.monotonic() + timeout_s
         while sum(_handled(w) for w in self.live()) <= base:
             assert time.monotonic() < deadline, self.logs()
+            if restart and self.revive(restart):
+                base = 0
             time.sleep(0.05)
         took = time.monotonic() - since
         self.resumes.append(took)
         return took
+
+    def revive(self, instance: str) -> bool:
+        """Start ``instance`` again if none of its processes is alive; True if it was."""
+        if any(w.name.startswith(instance) for w in self.live()):
+            return False
+        self.start(instance)
+        return True
 
     def wait_handled(self, w: QuixProcess, n: int, timeout_s: float = 300.0) -> None:
         deadline = time.monotonic() + timeout_s
@@ -265,19 +276,23 @@ class ChaosRun:
             assert time.monotonic() < deadline, f"{w.name} handled {_handled(w)} of {n}\n{self.logs()}"
             time.sleep(0.1)
 
-    def wait_done(self, timeout_s: float = 420.0) -> None:
+    def wait_done(self, timeout_s: float = 420.0, restart: str | None = None) -> None:
         """Until the group has committed every input partition past its last produced offset
-        (a coordinator that is still loading, e.g. after a broker restart, is waited for)."""
+        (a coordinator that is still loading, e.g. after a broker restart, is waited for). With
+        ``restart``, a worker of that instance that exited is started again meanwhile."""
         from confluent_kafka import KafkaException
 
         deadline = time.monotonic() + timeout_s
         while True:
             try:
-                wait_committed(self.settings, self.app_id, self.targets, timeout_s=max(1.0, deadline - time.monotonic()),
+                wait_committed(self.settings, self.app_id, self.targets,
+                               timeout_s=5.0 if restart else max(1.0, deadline - time.monotonic()),
                                workers=tuple(self.workers))
                 return
-            except KafkaException:
+            except (KafkaException, AssertionError):
                 assert time.monotonic() < deadline, self.logs()
+                if restart:
+                    self.revive(restart)
                 time.sleep(0.5)
 
     def finish(self) -> None:

@@ -21,8 +21,8 @@ Ctrl-C stops everything the demo started. The orchestration is the development t
 tools/demo.py; this module only parses options.
 
 example:
-  atoguard demo                       # about three minutes: two of streaming
-  atoguard demo --short               # under two minutes in all
+  atoguard demo                       # a few minutes: the account service waits for the worker
+  atoguard demo --short               # about three minutes in all
   atoguard demo --accounts 3000 --days 14 --minutes 4 --dir demo-out
   atoguard demo --config examples/policy.toml
 """
@@ -40,7 +40,8 @@ __all__ = ["configure", "run"]
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--short", action="store_true",
-                        help="a short demo: 400 accounts, 5 days, streamed in 30 s (under two minutes in all)")
+                        help="a short demo: 400 accounts, 5 days, offered in 30 s (the account service "
+                             "waits for the worker: about three minutes in all)")
     parser.add_argument("--accounts", type=int, default=None, help="simulated accounts (default 1200; --short 400)")
     parser.add_argument("--days", type=int, default=None, help="simulated days (default 10; --short 5)")
     parser.add_argument("--minutes", type=float, default=None,

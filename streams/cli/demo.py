@@ -45,7 +45,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--accounts", type=int, default=None, help="simulated accounts (default 1200; --short 400)")
     parser.add_argument("--days", type=int, default=None, help="simulated days (default 10; --short 5)")
     parser.add_argument("--minutes", type=float, default=None,
-                        help="how long the events are streamed, at a steady rate (default 2; --short 0.5)")
+                        help="the events are offered at a steady rate over this many minutes (default 2; "
+                             "--short 0.5); the account service holds some back until the worker "
+                             "has committed what came before, so streaming takes longer")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--dir", type=Path, default=Path("demo-out"), help="where files and the report go")
     parser.add_argument("--bootstrap-servers", default=os.environ.get("ATOGUARD_BOOTSTRAP_SERVERS", "127.0.0.1:9092"),

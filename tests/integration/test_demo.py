@@ -1,4 +1,4 @@
-"""``atoguard demo --short`` against the real broker: under two minutes, every step done, the
+"""``atoguard demo --short`` against the real broker: about three minutes, every step done, the
 console's address and sign-in printed and the console fed with the demo's traffic, a live view a
 person can follow (status lines and a short log in simulated-time order), the clients closed
 before the broker stops (no connection errors), the report written from the output topics, and

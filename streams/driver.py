@@ -222,9 +222,14 @@ class Task:
         if admitted.record is None:
             self.driver.counts.count((admitted.dead_letter,))
             return (admitted.dead_letter,)
-        for u in source_updates(admitted.record):
-            self.driver.facts.add(u)
-        return self.apply(admitted.record)
+        return self.apply_local(admitted.record)
+
+    def apply_local(self, record: Event | Verdict) -> tuple[Output, ...]:
+        """An admitted record for a worker that counts its own facts: its facts, then apply."""
+        facts = self.driver.facts
+        for u in source_updates(record):
+            facts.add(u)
+        return self.apply(record)
 
     def watermark(self) -> int | None:
         """No record below this ts will be accepted by this partition any more."""

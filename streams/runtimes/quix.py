@@ -35,14 +35,14 @@ The Quix loop around the driver (:mod:`streams.driver`), the same path replay ta
   whose profiles, seen event ids, stream time and shard of the online models are written into
   the partition's state transaction just before Quix commits it (a hook on the checkpoint), so a
   restarted or rebalanced worker continues with exactly what was committed with the outputs.
-  The state store is pinned to the stream id of the v2 inputs (:data:`STREAM_ID`): adding
+  The state store is pinned to the stream id of the v2 inputs (:func:`stream_id`): adding
   ``signals`` to the inputs does not rename the store or its changelog.
 * Cross-account facts: a :class:`detectors.facts.FactsTable` fed by the records this worker
   admits, answered as of each event's bound. With one worker reading its inputs in event-time
   order this is replay's facts; with several workers, or after a restart, it is not yet (the
   facts stage of issue #17 item 3 is not built: ``docs/determinism.md``).
 * Metrics and ``/healthz`` on the web port (:class:`streams.metrics.MetricsServer`).
-* SIGTERM and Ctrl-C: Quix stops its loop and commits a last checkpoint; then the models are saved.
+* SIGTERM and Ctrl-C: Quix stops its loop and commits a last checkpoint (models included).
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ import orjson
 
 from detectors import contract as c
 from detectors.config import Config
-from streams.driver import PROFILE, Driver, updates_of
+from streams.driver import PROFILE, Driver
 from streams.metrics import MetricsServer, WorkerMetrics
 from streams.settings import Settings
 from streams.topics import topic_name
@@ -293,10 +293,8 @@ class QuixWorker:
             self.emit((letter,), None, received)
             return
         record = admitted.record
-        for u in updates_of(admitted):
-            driver.facts.add(u)
         before = driver.counts.duplicates
-        outputs = task.apply(record)
+        outputs = task.apply_local(record)
         if driver.counts.duplicates != before:
             m.duplicates.inc(topic=logical)
             return

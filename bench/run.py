@@ -77,7 +77,7 @@ def preload(settings: Settings, events) -> None:
     from confluent_kafka import Producer
 
     p = Producer({"bootstrap.servers": settings.bootstrap_servers, "linger.ms": 20, "batch.size": 262144,
-                         "partitioner": "murmur2_random"})
+                  "partitioner": "murmur2_random"})
     for topic, key, value in events:
         while True:
             try:
@@ -96,7 +96,7 @@ def client_loop(settings: Settings, total: int, with_engine: bool) -> dict:
 
     prefix = settings.topic_prefix
     logical = {topic_name(t, prefix): t for t in INPUT}
-    out_names = {t: topic_name(t, prefix) for t in c.OUTPUT_TOPICS}
+    out_names = {t: topic_name(t, prefix) for t in (*c.OUTPUT_TOPICS, c.DECISIONS, c.SIGNALS_OUT)}
     consumer = Consumer({"bootstrap.servers": settings.bootstrap_servers, "group.id": f"bench-{uuid.uuid4().hex[:6]}",
                          "auto.offset.reset": "earliest", "enable.auto.commit": True})
     producer = Producer({"bootstrap.servers": settings.bootstrap_servers, "linger.ms": 5,
@@ -123,7 +123,7 @@ def client_loop(settings: Settings, total: int, with_engine: bool) -> dict:
                 else:
                     for o in engine.task(m.partition()).handle_local(logical.get(topic, topic), m.value(), key,
                                                                      m.offset(), topic):
-                        producer.produce(out_names.get(o.topic, out_names[c.DEAD_LETTER]), key=o.key.encode(),
+                        producer.produce(out_names[o.topic], key=o.key.encode(),
                                          value=orjson.dumps(o.value), headers=list(o.headers) if o.headers else None)
                     if seen % 1000 == 0:
                         engine.checkpoint()
@@ -274,7 +274,7 @@ def latency(settings: Settings, events, rates: list[float], seconds: float, work
         reader.start()
         time.sleep(1.0)
         producer = Producer({"bootstrap.servers": settings.bootstrap_servers, "linger.ms": 0,
-                         "partitioner": "murmur2_random"})
+                             "partitioner": "murmur2_random"})
         rows = []
         pos = 0
         for rate in rates:

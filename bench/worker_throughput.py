@@ -93,7 +93,7 @@ async def _aiokafka_loop(settings: Settings, total: int, with_engine: bool, shar
     await producer.start()
     driver = Driver(Config(), shards) if with_engine else None
     sink = topic_name(c.DEAD_LETTER, prefix)
-    outs = {t: topic_name(t, prefix) for t in c.OUTPUT_TOPICS}
+    outs = {t: topic_name(t, prefix) for t in (*c.OUTPUT_TOPICS, c.DECISIONS, c.SIGNALS_OUT)}
     seen = 0
     start = None
     cpu0 = 0.0
@@ -107,17 +107,16 @@ async def _aiokafka_loop(settings: Settings, total: int, with_engine: bool, shar
                     if driver is not None:
                         for o in driver.task(m.partition).handle_local(logical.get(m.topic, m.topic), m.value,
                                                                         m.key, m.offset, m.topic):
-                            await producer.send(outs.get(o.topic, sink), key=o.key.encode(),
+                            await producer.send(outs[o.topic], key=o.key.encode(),
                                                 value=orjson.dumps(o.value), headers=list(o.headers) or None)
                         seen += 1
                         continue
                     rec = decode_or_dead_letter(m.topic, m.value, m.key, partition=m.partition, offset=m.offset,
                                                 logical_topic=logical.get(m.topic))
-                    if True:
-                        if type(rec) is DeadLetter:
-                            await producer.send(sink, key=m.key, value=orjson.dumps(rec.to_dict()))
-                        else:  # the bare loop produces one small record per message
-                            await producer.send(sink, key=m.key, value=orjson.dumps({"ok": rec.event_id}))
+                    if type(rec) is DeadLetter:
+                        await producer.send(sink, key=m.key, value=orjson.dumps(rec.to_dict()))
+                    else:  # the bare loop produces one small record per message
+                        await producer.send(sink, key=m.key, value=orjson.dumps({"ok": rec.event_id}))
                     seen += 1
             if batches:
                 if driver is not None:

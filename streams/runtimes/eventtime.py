@@ -26,14 +26,15 @@ the consumer's buffer with one that orders by the value's ``ts``:
   while the ones before them were processed); live, a record waits at most ``max_idle_ms`` for a
   quiet topic. A caught-up empty partition of *another* partition number is not waited for.
 
-Ties (equal ``ts``) go to the partition assigned first (topic order device, location,
-transaction, verdicts; then partition number), then offset order.
+Equal ``ts`` are ordered by id (``event_id``, or a verdict's ``verdict_id``), as replay orders
+them; a record has one ``(ts, id)``, so only a re-sent copy ties, and the partition assigned first
+(then offset order) takes it.
 """
 
 from __future__ import annotations
 
-from operator import attrgetter
 from collections import deque
+from operator import attrgetter
 from time import monotonic
 from typing import Any, Optional
 

@@ -402,7 +402,7 @@ def _demo(args: argparse.Namespace) -> int:
             publish_file(events, KafkaSink(bootstrap, prefix, rate, service=service))
             print(f"   all events offered in {time.monotonic() - t0:.0f} s; sending the held-back ones and "
                   "the last answers", flush=True)
-            if not service.finish(timeout_s=max(120.0, minutes * 60)):
+            if not service.finish(timeout_s=max(600.0, minutes * 300)):
                 print(f"   {service.pending()} inputs still unconfirmed by the worker; going on", flush=True)
             view.drain()
             st = stats = service.stats

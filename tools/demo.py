@@ -24,7 +24,7 @@ Steps (each prints what it does):
 Ctrl-C stops everything the demo started (console, worker, broker) and says so.
 
 example:
-  atoguard demo                       # a few minutes: the account service waits for the worker
+  atoguard demo                       # 6-7 minutes: the account service waits for the worker
   atoguard demo --short               # about three minutes in all (what the tests run)
   atoguard demo --accounts 3000 --days 14 --minutes 4 --dir demo-out
 """

@@ -21,7 +21,7 @@ Ctrl-C stops everything the demo started. The orchestration is the development t
 tools/demo.py; this module only parses options.
 
 example:
-  atoguard demo                       # a few minutes: the account service waits for the worker
+  atoguard demo                       # 6-7 minutes: the account service waits for the worker
   atoguard demo --short               # about three minutes in all
   atoguard demo --accounts 3000 --days 14 --minutes 4 --dir demo-out
   atoguard demo --config examples/policy.toml
